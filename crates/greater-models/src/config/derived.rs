@@ -1,0 +1,188 @@
+//! What follows from a [`ModelConfig`]: validation, the parameter count, and tiny test configs.
+
+use std::path::Path;
+
+use super::{Dims, Family, LayerAttention, ModelConfig, RopeScaling, interleaved_layers};
+use crate::LoadError;
+
+impl ModelConfig {
+    /// Checks every invariant the architectures rely on, so that `forward` never has to.
+    ///
+    /// Sizes are positive, query heads are a multiple of key/value heads, the head width is even
+    /// (RoPE rotates pairs), `layer_attention` has one entry per layer with positive windows, and
+    /// every float is finite with the right sign. `path` names the source in the error, whose
+    /// `field` is the config field at fault.
+    pub fn validate(&self, path: impl AsRef<Path>) -> Result<(), LoadError> {
+        let bad = |field: &str, reason: String| LoadError::BadField {
+            path: path.as_ref().to_path_buf(),
+            field: field.to_owned(),
+            reason,
+        };
+        let sizes = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ];
+        for (field, value) in sizes {
+            if value == 0 {
+                return Err(bad(field, "must be positive, found 0".into()));
+            }
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return Err(bad(
+                "num_key_value_heads",
+                format!(
+                    "{} does not divide num_attention_heads = {}",
+                    self.num_key_value_heads, self.num_attention_heads
+                ),
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(bad("head_dim", format!("must be even for RoPE, found {}", self.head_dim)));
+        }
+        if self.layer_attention.len() != self.num_hidden_layers {
+            return Err(bad(
+                "layer_attention",
+                format!(
+                    "has {} entries for num_hidden_layers = {}",
+                    self.layer_attention.len(),
+                    self.num_hidden_layers
+                ),
+            ));
+        }
+        if let Some(i) =
+            self.layer_attention.iter().position(|a| *a == LayerAttention::Sliding { window: 0 })
+        {
+            return Err(bad("layer_attention", format!("layer {i} has a sliding window of 0")));
+        }
+        let positive = [
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("rope_theta", self.rope_theta),
+            ("rope_local_theta", self.rope_local_theta),
+            ("query_pre_attn_scalar", self.query_pre_attn_scalar),
+            ("embed_scale", self.embed_scale),
+        ];
+        for (field, value) in positive {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(bad(field, format!("must be finite and positive, found {value}")));
+            }
+        }
+        let non_negative = [
+            ("attn_logit_softcapping", self.attn_logit_softcapping),
+            ("final_logit_softcapping", self.final_logit_softcapping),
+        ];
+        for (field, value) in non_negative {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(bad(
+                    field,
+                    format!("must be finite and non-negative (0 = off), found {value}"),
+                ));
+            }
+        }
+        match self.rope_scaling {
+            RopeScaling::None => {}
+            RopeScaling::Linear { factor } => {
+                if !(factor.is_finite() && factor > 0.0) {
+                    return Err(bad(
+                        "rope_scaling.factor",
+                        format!("must be finite and positive, found {factor}"),
+                    ));
+                }
+            }
+            RopeScaling::Llama3(s) => {
+                if !(s.factor.is_finite() && s.factor > 0.0 && s.low_freq_factor > 0.0) {
+                    return Err(bad(
+                        "rope_scaling",
+                        format!(
+                            "factor {} and low_freq_factor {} must be positive",
+                            s.factor, s.low_freq_factor
+                        ),
+                    ));
+                }
+                // The smoothing between the two wavelength limits divides by their difference.
+                if s.high_freq_factor.partial_cmp(&s.low_freq_factor)
+                    != Some(std::cmp::Ordering::Greater)
+                {
+                    return Err(bad(
+                        "rope_scaling.high_freq_factor",
+                        format!(
+                            "{} must exceed low_freq_factor {}",
+                            s.high_freq_factor, s.low_freq_factor
+                        ),
+                    ));
+                }
+                if s.original_max_position_embeddings == 0 {
+                    return Err(bad(
+                        "rope_scaling.original_max_position_embeddings",
+                        "must be positive, found 0".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of parameters: embedding, every layer's projections, biases and norms, the final
+    /// norm, and the output head when it is not tied.
+    pub fn num_parameters(&self) -> usize {
+        let h = self.hidden_size;
+        let q = self.num_attention_heads * self.head_dim;
+        let kv = self.num_key_value_heads * self.head_dim;
+        let attention =
+            h * q + 2 * h * kv + q * h + if self.attention_bias { q + 2 * kv } else { 0 };
+        let mlp = 3 * h * self.intermediate_size;
+        let norms = if self.sandwich_norms { 4 * h } else { 2 * h }
+            + if self.qk_norm { 2 * self.head_dim } else { 0 };
+        let embedding = self.vocab_size * h;
+        let head = if self.tie_word_embeddings { 0 } else { embedding };
+        embedding + self.num_hidden_layers * (attention + mlp + norms) + h + head
+    }
+
+    /// A tiny config of `family` for tests: 2 layers, hidden 32, vocab 64, 4 query heads,
+    /// 2 key/value heads, head width 8, MLP width 64, context 128.
+    ///
+    /// Each family keeps its distinguishing features so tests exercise them: Qwen2 has q/k/v
+    /// biases and an untied head; Gemma 2 and 3 have layer 0 sliding over 4 positions and
+    /// layer 1 global (Gemma 2 also soft-caps, Gemma 3 has two RoPE bases); Llama is tied like
+    /// SmolLM2.
+    pub fn tiny(family: Family) -> Self {
+        let dims = Dims {
+            vocab_size: 64,
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 8,
+            max_position_embeddings: 128,
+            rms_norm_eps: if family.is_gemma() { 1e-6 } else { 1e-5 },
+        };
+        let theta = if family == Family::Gemma2 { 10_000.0 } else { 1_000_000.0 };
+        let mut c = Self::with_family_conventions(family, dims, theta);
+        match family {
+            Family::Llama => {
+                c.rope_theta = 10_000.0;
+                c.rope_local_theta = 10_000.0;
+                c.tie_word_embeddings = true;
+            }
+            Family::Qwen2 => c.tie_word_embeddings = false,
+            Family::Gemma2 => {
+                c.tie_word_embeddings = true;
+                c.layer_attention = interleaved_layers(2, 4, 2);
+                c.attn_logit_softcapping = 50.0;
+                c.final_logit_softcapping = 30.0;
+            }
+            Family::Gemma3 => {
+                c.tie_word_embeddings = true;
+                c.layer_attention = interleaved_layers(2, 4, 2);
+                c.rope_local_theta = 10_000.0;
+            }
+        }
+        c
+    }
+}

@@ -1,0 +1,130 @@
+//! The end of a run (SPEC A5): dev evaluation of the top prompts, the final prompt, and
+//! train/dev/test accuracy of the initial and final prompts with the paired test difference.
+//! Each evaluation is saved as soon as it is done, so a resumed run skips it.
+
+use std::path::Path;
+
+use greater_tasks::Example;
+use greater_tasks::stats::{Accuracy, PairedComparison};
+
+use crate::eval::{EvalOptions, EvalResult, PromptInput, evaluate};
+use crate::optimize::{Prepared, Run, RunState};
+use crate::report::{Accuracies, DevCandidate, Report, Seconds};
+use crate::{OptError, report};
+
+/// Evaluate, choose the final prompt, and write `report.json` and `report.html`.
+pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f64) -> Result<Report, OptError> {
+    let cfg = run.cfg;
+    let tok = &run.loaded.tokenizer;
+    let opts = EvalOptions {
+        max_reasoning_tokens: cfg.max_reasoning_tokens,
+        max_answer_tokens: 16,
+        batch_size: cfg.batch_size,
+        placement: cfg.placement(),
+    };
+    let limit = |xs: &[Example]| -> Vec<Example> {
+        if cfg.eval_limit == 0 { xs.to_vec() } else { xs.iter().take(cfg.eval_limit).cloned().collect() }
+    };
+    let dev = limit(&run.task.dev);
+    let test = limit(&run.task.test);
+    let evals = run.dir.join("evals");
+    std::fs::create_dir_all(&evals).map_err(|e| OptError::io(&evals, e))?;
+    let mut eval_seconds = 0.0;
+    let mut cached = |label: &str, split: &str, examples: &[Example], ids: &[u32]| -> Result<EvalResult, OptError> {
+        let path = evals.join(format!("{label}-{split}.json"));
+        if let Some(r) = read_eval(&path)? {
+            return Ok(r);
+        }
+        run.observer.message(&format!("evaluating {label} prompt on {split} ({} examples)", examples.len()));
+        let r = evaluate(run.loaded, &run.task.spec, examples, &PromptInput::Ids(ids.to_vec()), &opts, run.observer)?;
+        eval_seconds += r.seconds;
+        crate::optimize::state::write_atomic(&path, &serde_json::to_vec(&r).expect("serialises"))?;
+        Ok(r)
+    };
+
+    let mut dev_candidates = Vec::new();
+    let mut final_ids = state.best.as_ref().map_or(state.control.clone(), |b| b.ids.clone());
+    if cfg.final_eval && !dev.is_empty() && !state.top.is_empty() {
+        let mut best: Option<(f64, usize)> = None;
+        for (i, p) in state.top.iter().enumerate() {
+            let r = cached(&format!("top{i}"), "dev", &dev, &p.ids)?;
+            let acc = r.scores.exact.accuracy;
+            // `top` is sorted by train score, so on equal dev accuracy the earlier (lower) wins.
+            if best.is_none_or(|(a, _)| acc > a) {
+                best = Some((acc, i));
+            }
+            dev_candidates.push(DevCandidate { text: p.text.clone(), ids: p.ids.clone(), train_score: p.score, dev_accuracy: acc });
+        }
+        if let Some((_, i)) = best {
+            final_ids = state.top[i].ids.clone();
+        }
+    }
+
+    let mut initial = Accuracies::default();
+    let mut fin = Accuracies::default();
+    let mut test_difference = None;
+    if cfg.final_eval {
+        let splits: [(&str, &[Example]); 3] = [("train", &prep.examples), ("dev", &dev), ("test", &test)];
+        let mut test_results: Vec<Vec<bool>> = Vec::new();
+        for (split, examples) in splits {
+            if examples.is_empty() {
+                continue;
+            }
+            let a = cached("initial", split, examples, &prep.initial)?;
+            let b = cached("final", split, examples, &final_ids)?;
+            initial.set(split, a.scores.exact);
+            fin.set(split, b.scores.exact);
+            if split == "test" {
+                test_results = vec![a.correct(), b.correct()];
+            }
+        }
+        if test_results.len() == 2 {
+            test_difference = Some(PairedComparison::new(&test_results[0], &test_results[1])?);
+        }
+    }
+    let phase = |k: usize| state.history.iter().map(|h| h.seconds[k]).sum::<f64>();
+    let report = Report {
+        task: run.task.name.clone(),
+        model: cfg.model.clone(),
+        initial_prompt: tok.decode(&prep.initial, false)?,
+        initial_prompt_ids: prep.initial.clone(),
+        final_prompt: tok.decode(&final_ids, false)?,
+        final_prompt_ids: final_ids,
+        best_train_score: state.best.as_ref().map(|b| b.score),
+        steps_run: state.step,
+        accuracy_initial: initial,
+        accuracy_final: fin,
+        test_difference,
+        dev_candidates,
+        seconds: Seconds {
+            total: total_seconds,
+            generation: phase(0),
+            proposal: phase(1),
+            gradient: phase(2),
+            selection: phase(3),
+            evaluation: eval_seconds,
+        },
+        history: state.history.clone(),
+        config: cfg.clone(),
+    };
+    report::write(&run.dir, &report)?;
+    Ok(report)
+}
+
+fn read_eval(path: &Path) -> Result<Option<EvalResult>, OptError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| OptError::io(path, e))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| OptError::BadFile { path: path.into(), reason: e.to_string() })
+}
+
+impl Accuracies {
+    fn set(&mut self, split: &str, acc: Accuracy) {
+        match split {
+            "train" => self.train = Some(acc),
+            "dev" => self.dev = Some(acc),
+            _ => self.test = Some(acc),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! `greater-opt`: the GReaTer loop and everything that runs a model over a task.
+//!
+//! - [`layout`]: a task example as token ids with the index range of every part (SPEC A3).
+//! - [`eval`]: greedy reasoning, extractor, answer; exact, flexible and constrained scores (SPEC A6).
+//! - [`optimize`]: the loop of SPEC B.1.2 with the fixes of A2, checkpoints and events.
+//! - [`report`]: `report.json` and a self-contained `report.html`.
+//!
+//! Progress goes through the [`Observer`] trait; this crate never prints.
+
+pub mod error;
+pub mod eval;
+pub mod finish;
+pub mod layout;
+pub mod observer;
+pub mod optimize;
+pub mod report;
+pub mod rollout;
+
+pub use error::OptError;
+pub use observer::{NoObserver, Observer};

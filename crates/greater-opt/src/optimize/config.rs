@@ -1,0 +1,141 @@
+//! The optimiser's configuration: every constant of the official code is a field whose default
+//! is the official effective value (SPEC A1). Written to the output folder as `config.toml`.
+
+use std::path::Path;
+
+use crate::layout::Placement;
+use crate::OptError;
+
+/// Everything that determines a run. Flags override a TOML file, which overrides these defaults.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizeConfig {
+    /// Model name (registry) or path.
+    pub model: String,
+    /// Task name (`bbh/<task>`, `gsm8k`, `folio`, `gen/<task>`, or a JSONL path).
+    pub task: String,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Optimisation steps.
+    pub steps: usize,
+    /// Training examples used (the first of the train split).
+    pub train: usize,
+    /// Initial prompt text.
+    pub initial_prompt: String,
+    /// Text between question and frozen prefix.
+    pub joiner: String,
+    /// Fixed text before the prompt.
+    pub frozen_prefix: String,
+    /// Per-example top-k of the next-token distribution at the position (11).
+    pub top_k: usize,
+    /// Number of intersections whose union gives the candidates (6).
+    pub top_q: usize,
+    /// Examples per intersection (5).
+    pub intersection_size: usize,
+    /// Minimum candidates; k grows until reached (6).
+    pub min_candidates: usize,
+    /// Growth of k (2).
+    pub k_growth: usize,
+    /// Candidates re-scored with regenerated reasoning (μ = 3).
+    pub mu: usize,
+    /// Answer temperature τ in the gradient loss (0.2).
+    pub answer_temperature: f32,
+    /// Prompt-NLL weight in the gradient loss (0.2).
+    pub control_weight: f32,
+    /// Prompt-NLL weight in the selection score (0.02).
+    pub selection_nll_weight: f32,
+    /// The '.' rule applies from this fraction of the initial prompt length (0.5).
+    pub dot_rule_fraction: f32,
+    /// Allow non-ASCII, digits and most punctuation as candidates (false).
+    pub allow_non_ascii: bool,
+    /// Stop when the best selection score drops below this (0.12).
+    pub loss_threshold: f32,
+    /// Steps without improvement before restarting from the best prompt (150).
+    pub patience: usize,
+    /// Prompts kept for the dev selection (10).
+    pub top_prompts: usize,
+    /// Reasoning cap during optimisation and evaluation (SPEC A4: 512).
+    pub max_reasoning_tokens: usize,
+    /// Generation batch size.
+    pub batch_size: usize,
+    /// Gradient batch size (examples per forward+backward).
+    pub grad_batch_size: usize,
+    /// Evaluate on dev/test at the end (off for quick runs).
+    pub final_eval: bool,
+    /// Cap on dev and test examples at the end (0: all).
+    pub eval_limit: usize,
+}
+
+impl Default for OptimizeConfig {
+    fn default() -> Self {
+        let placement = Placement::default();
+        Self {
+            model: "smollm2-135m-instruct".into(),
+            task: "gen/boolean_expressions".into(),
+            seed: 0,
+            steps: 100,
+            train: 50,
+            initial_prompt: greater_tasks::DEFAULT_INITIAL_PROMPT.into(),
+            joiner: placement.joiner,
+            frozen_prefix: placement.frozen_prefix,
+            top_k: 11,
+            top_q: 6,
+            intersection_size: 5,
+            min_candidates: 6,
+            k_growth: 2,
+            mu: 3,
+            answer_temperature: 0.2,
+            control_weight: 0.2,
+            selection_nll_weight: 0.02,
+            dot_rule_fraction: 0.5,
+            allow_non_ascii: false,
+            loss_threshold: 0.12,
+            patience: 150,
+            top_prompts: 10,
+            max_reasoning_tokens: 512,
+            batch_size: 10,
+            grad_batch_size: 4,
+            final_eval: true,
+            eval_limit: 0,
+        }
+    }
+}
+
+impl OptimizeConfig {
+    /// Read a TOML file (unknown keys are errors naming the key).
+    pub fn from_toml_file(path: &Path) -> Result<Self, OptError> {
+        let text = std::fs::read_to_string(path).map_err(|e| OptError::io(path, e))?;
+        toml::from_str(&text).map_err(|e| OptError::BadFile { path: path.into(), reason: e.to_string() })
+    }
+
+    /// The TOML text of this config.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// The prompt placement.
+    pub fn placement(&self) -> Placement {
+        Placement { joiner: self.joiner.clone(), frozen_prefix: self.frozen_prefix.clone() }
+    }
+
+    /// Check the values make sense together.
+    pub fn validate(&self) -> Result<(), OptError> {
+        let bad = |m: &str| Err(OptError::Invalid(format!("config: {m}")));
+        if self.train == 0 {
+            return bad("train must be at least 1");
+        }
+        if self.top_k == 0 || self.top_q == 0 || self.intersection_size == 0 || self.mu == 0 {
+            return bad("top_k, top_q, intersection_size and mu must be at least 1");
+        }
+        if self.batch_size == 0 || self.grad_batch_size == 0 {
+            return bad("batch sizes must be at least 1");
+        }
+        if !(self.answer_temperature > 0.0) {
+            return bad("answer_temperature must be positive");
+        }
+        if self.initial_prompt.trim().is_empty() {
+            return bad("initial_prompt is empty");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! Candidate proposal (SPEC B.1.2 C.2): the model's own top-k next tokens at the prompt position,
+//! intersected over random subsets of examples, united, with k growing until enough remain.
+
+use std::collections::BTreeSet;
+
+use burn::tensor::Tensor;
+use greater_models::arch::CausalLm;
+use greater_models::cache::KvCache;
+use greater_models::generate::prefill;
+use greater_models::layers::download;
+use greater_models::tokenizer::Tokenizer;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+
+use super::config::OptimizeConfig;
+use crate::OptError;
+
+/// Which ids may never be proposed: special tokens always; unless `allow_non_ascii`, every token
+/// whose text is not letters and spaces only (`"."`, `","` and `" "` excepted), as the official
+/// filter does. Computed once per run.
+pub fn banned_tokens(tok: &Tokenizer, allow_non_ascii: bool) -> Result<Vec<bool>, OptError> {
+    let v = tok.vocab_size();
+    let mut banned = vec![false; v];
+    for (id, b) in banned.iter_mut().enumerate() {
+        let id = id as u32;
+        if tok.is_special(id) || [tok.bos_id(), tok.eos_id(), tok.pad_id(), tok.unk_id()].contains(&Some(id)) {
+            *b = true;
+            continue;
+        }
+        if allow_non_ascii {
+            continue;
+        }
+        let text = tok.decode(&[id], false)?;
+        let allowed = matches!(text.as_str(), "." | "," | " ")
+            || (!text.is_empty() && text.chars().all(|c| c.is_ascii_alphabetic() || c == ' '));
+        *b = !allowed;
+    }
+    Ok(banned)
+}
+
+/// The next-token log-probabilities at the prompt position for every example: one batched prefix
+/// forward (the prefix up to the position, not the whole sequence). Returns `[n][vocab]` rows.
+pub fn position_logits(model: &dyn CausalLm, prefixes: &[Vec<u32>], batch_size: usize) -> Vec<Vec<f32>> {
+    let mut out = vec![Vec::new(); prefixes.len()];
+    let mut order: Vec<usize> = (0..prefixes.len()).collect();
+    order.sort_by_key(|&i| (prefixes[i].len(), i));
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| prefixes[i].clone()).collect();
+        let mut cache = KvCache::uncached(batch.len());
+        let logits: Tensor<2> = prefill(model, &batch, &mut cache);
+        let v = logits.dims()[1];
+        let flat = download(logits);
+        for (k, &i) in chunk.iter().enumerate() {
+            out[i] = flat[k * v..(k + 1) * v].to_vec();
+        }
+    }
+    out
+}
+
+/// Propose candidates from per-example logits at the position.
+///
+/// `previous` (the prompt token before the position, if any) is banned too. The returned list is
+/// sorted by id, with `current` appended when absent, so its order is reproducible.
+pub fn propose(
+    logits: &[Vec<f32>],
+    banned: &[bool],
+    previous: Option<u32>,
+    current: u32,
+    cfg: &OptimizeConfig,
+    rng_seed: u64,
+) -> Vec<u32> {
+    let n = logits.len();
+    let vocab = banned.len();
+    let allowed = |t: usize| !banned[t] && Some(t as u32) != previous;
+    // Each example's tokens, best first, allowed ones only.
+    let ranked: Vec<Vec<u32>> = logits
+        .iter()
+        .map(|row| {
+            let mut ids: Vec<u32> = (0..row.len().min(vocab)).filter(|&t| allowed(t)).map(|t| t as u32).collect();
+            ids.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+            ids
+        })
+        .collect();
+    let mut rng = StdRng::seed_from_u64(rng_seed);
+    let mut k = cfg.top_k;
+    let max_k = ranked.iter().map(Vec::len).max().unwrap_or(0);
+    let mut cand: BTreeSet<u32>;
+    loop {
+        let tops: Vec<BTreeSet<u32>> = ranked.iter().map(|r| r.iter().take(k).copied().collect()).collect();
+        cand = BTreeSet::new();
+        for _ in 0..cfg.top_q {
+            let m = cfg.intersection_size.min(n);
+            let chosen = sample(&mut rng, n, m);
+            let mut inter: Option<BTreeSet<u32>> = None;
+            for i in chosen.iter() {
+                inter = Some(match inter {
+                    None => tops[i].clone(),
+                    Some(s) => s.intersection(&tops[i]).copied().collect(),
+                });
+            }
+            cand.extend(inter.unwrap_or_default());
+        }
+        if cand.len() >= cfg.min_candidates || k >= max_k || n == 0 {
+            break;
+        }
+        k += cfg.k_growth.max(1);
+    }
+    let mut out: Vec<u32> = cand.into_iter().collect();
+    if !out.contains(&current) {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(top_k: usize, min: usize) -> OptimizeConfig {
+        OptimizeConfig { top_k, top_q: 3, intersection_size: 2, min_candidates: min, k_growth: 1, ..Default::default() }
+    }
+
+    #[test]
+    fn intersections_grow_k_until_enough_and_add_the_current_token() {
+        // Two examples over 6 tokens; token 5 is banned, token 1 is the previous prompt token.
+        let logits = vec![vec![6.0, 5.0, 4.0, 3.0, 2.0, 9.0], vec![1.0, 5.0, 2.0, 4.0, 6.0, 9.0]];
+        let banned = [false, false, false, false, false, true];
+        // k = 1: tops {0} and {4} never intersect; k grows until the common tokens appear.
+        let got = propose(&logits, &banned, Some(1), 2, &cfg(1, 2), 7);
+        // Ranked: ex0 [0,2,3,4], ex1 [4,3,2,0]. At k = 2: {0,2} ∩ {4,3} = ∅; k = 3: {0,2,3} ∩ {4,3,2} = {2,3}.
+        assert_eq!(got, [2, 3]);
+        let got = propose(&logits, &banned, Some(1), 4, &cfg(3, 1), 7);
+        assert_eq!(got, [2, 3, 4]);
+    }
+
+    #[test]
+    fn proposal_is_reproducible_for_a_seed() {
+        let logits: Vec<Vec<f32>> = (0..8).map(|i| (0..30).map(|t| ((t * 7 + i * 3) % 11) as f32).collect()).collect();
+        let banned = vec![false; 30];
+        let a = propose(&logits, &banned, None, 0, &OptimizeConfig::default(), 42);
+        let b = propose(&logits, &banned, None, 0, &OptimizeConfig::default(), 42);
+        assert_eq!(a, b);
+        assert!(a.len() >= 6);
+    }
+}

@@ -1,0 +1,135 @@
+//! Custom JSONL tasks: `{"input", "target", "choices"?}` rows, answer kind inferred from the targets.
+
+use std::path::Path;
+
+use crate::answer::{canonical_number, normalise};
+use crate::error::TaskError;
+use crate::loaders::{Row, parse_custom, read_file};
+use crate::spec::AnswerKind;
+
+/// Reads a custom file; rows with `choices` get BBH-style options appended to the input
+/// (`\nOptions:\n(A) …\n(B) …`) and a target equal to one of the choices becomes its letter.
+pub(crate) fn rows(path: &Path) -> Result<Vec<Row>, TaskError> {
+    let text = read_file(path)?;
+    let mut rows = parse_custom(path, &text)?;
+    for row in &mut rows {
+        if row.choices.is_empty() {
+            continue;
+        }
+        let mut input = format!("{}\nOptions:", row.input);
+        for (letter, choice) in letters().zip(&row.choices) {
+            input.push_str(&format!("\n({letter}) {choice}"));
+        }
+        row.input = input;
+        if let Some((letter, _)) = letters().zip(&row.choices).find(|(_, c)| **c == row.target) {
+            row.target = letter.to_string();
+        }
+    }
+    Ok(rows)
+}
+
+/// Infers the answer kind from the targets, in this order: letters (any row has choices, or every target is
+/// one uppercase letter, optionally in parentheses), yes/no, true/false, valid/invalid (case-insensitive),
+/// integer, number, and free text otherwise. For letters, the set runs from `A` to the largest letter seen
+/// (or the longest choice list).
+pub(crate) fn infer_kind(rows: &[Row]) -> (AnswerKind, Option<String>) {
+    let targets: Vec<String> = rows.iter().map(|r| normalise(&r.target)).collect();
+    let is_letter = |t: &String| t.len() == 1 && t.chars().all(|c| c.is_ascii_uppercase());
+    let has_choices = rows.iter().any(|r| !r.choices.is_empty());
+    if !rows.is_empty() && (has_choices || targets.iter().all(is_letter)) {
+        let max_choice = rows.iter().map(|r| r.choices.len()).max().unwrap_or(0);
+        let max_target = targets.iter().filter(|t| is_letter(t)).map(|t| (t.as_bytes()[0] - b'A') as usize + 1).max();
+        let count = max_choice.max(max_target.unwrap_or(0)).clamp(1, 26);
+        return (AnswerKind::Letter, Some(letters().take(count).collect()));
+    }
+    let all_in = |set: [&str; 2]| {
+        !targets.is_empty() && targets.iter().all(|t| set.iter().any(|s| s.eq_ignore_ascii_case(t)))
+    };
+    let kind = if all_in(["yes", "no"]) {
+        AnswerKind::YesNo
+    } else if all_in(["true", "false"]) {
+        AnswerKind::TrueFalse
+    } else if all_in(["valid", "invalid"]) {
+        AnswerKind::ValidInvalid
+    } else {
+        let numbers: Option<Vec<String>> = targets.iter().map(|t| canonical_number(t)).collect();
+        match numbers {
+            Some(n) if !n.is_empty() && n.iter().all(|x| !x.contains('.')) => AnswerKind::Integer,
+            Some(n) if !n.is_empty() => AnswerKind::Number,
+            _ => AnswerKind::FreeText,
+        }
+    };
+    (kind, None)
+}
+
+fn letters() -> impl Iterator<Item = char> {
+    'A'..='Z'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::load_custom;
+
+    fn row(target: &str, choices: &[&str]) -> Row {
+        Row {
+            input: "q".into(),
+            raw_target: target.into(),
+            target: target.into(),
+            choices: choices.iter().map(|c| c.to_string()).collect(),
+            at: "line 1".into(),
+        }
+    }
+
+    #[test]
+    fn kinds_are_inferred_from_targets() {
+        let kind = |targets: &[&str]| infer_kind(&targets.iter().map(|t| row(t, &[])).collect::<Vec<_>>());
+        assert_eq!(kind(&["(A)", "C"]), (AnswerKind::Letter, Some("ABC".into())));
+        assert_eq!(kind(&["yes", "No"]), (AnswerKind::YesNo, None));
+        assert_eq!(kind(&["True", "false"]), (AnswerKind::TrueFalse, None));
+        assert_eq!(kind(&["valid", "invalid"]), (AnswerKind::ValidInvalid, None));
+        assert_eq!(kind(&["12", "-3", "1,000"]), (AnswerKind::Integer, None));
+        assert_eq!(kind(&["12", "2.5"]), (AnswerKind::Number, None));
+        assert_eq!(kind(&["12", "cat"]), (AnswerKind::FreeText, None));
+        assert_eq!(infer_kind(&[row("x", &["x", "y", "z"])]), (AnswerKind::Letter, Some("ABC".into())));
+    }
+
+    fn write(lines: &[String]) -> tempfile::NamedTempFile {
+        let file = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+        std::fs::write(file.path(), lines.join("\n")).unwrap();
+        file
+    }
+
+    #[test]
+    fn custom_file_with_choices_loads_and_splits() {
+        let lines: Vec<String> = (0..60)
+            .map(|i| format!(r#"{{"input": "q{i}", "target": "{}", "choices": ["red", "blue"]}}"#, ["red", "blue"][i % 2]))
+            .collect();
+        let file = write(&lines);
+        let task = load_custom(file.path()).unwrap();
+        assert_eq!((task.train.len(), task.dev.len(), task.test.len()), (50, 5, 5));
+        assert_eq!(task.spec.labels, ["A", "B"]);
+        assert_eq!(task.spec.extractor, "Therefore, the final answer (use exact format: '$A' or '$B') is $");
+        assert_eq!(task.train[1].input, "q1\nOptions:\n(A) red\n(B) blue");
+        assert_eq!((task.train[1].target.as_str(), task.train[1].raw_target.as_str()), ("B", "blue"));
+    }
+
+    #[test]
+    fn custom_target_that_does_not_fit_names_file_and_line() {
+        let mut lines: Vec<String> = (0..60).map(|i| format!(r#"{{"input": "q{i}", "target": "(B)"}}"#)).collect();
+        lines[7] = r#"{"input": "q7", "target": "(B)", "choices": ["a", "b"]}"#.into();
+        lines[9] = r#"{"input": "q9", "target": "maybe"}"#.into();
+        let file = write(&lines);
+        let err = load_custom(file.path()).unwrap_err().to_string();
+        let expected = format!("{}: line 10: target `maybe` does not fit answer kind letter", file.path().display());
+        assert!(err.starts_with(&expected), "{err}");
+    }
+
+    #[test]
+    fn tiny_custom_file_has_an_empty_split() {
+        let lines: Vec<String> = (0..51).map(|i| format!(r#"{{"input": "q{i}", "target": "{i}"}}"#)).collect();
+        let file = write(&lines);
+        let err = load_custom(file.path()).unwrap_err().to_string();
+        assert!(err.contains("the dev split is empty (51 rows"), "{err}");
+    }
+}

@@ -1,0 +1,138 @@
+//! `cargo xtask <command>`: developer workflows as code (matklad's xtask pattern).
+//!
+//! xtask depends on no workspace crate; it runs `cargo` and the `greater` binary.
+//!
+//! - `ci`: what `.ci/run` runs: build everything once, fetch the default model, run all tests.
+//! - `tidy`: file-length and crate-layering checks (also run as a test).
+//! - `fetch-data [--from DIR]`: put the BBH/GSM8K/FOLIO data where `GREATER_DATA` points.
+//! - `bench models|grad|bbh [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
+
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("help", &[]));
+    match cmd {
+        "ci" => ci(rest),
+        "tidy" => {
+            let problems = tidy::check(&root())?;
+            if problems.is_empty() {
+                println!("tidy: ok");
+                Ok(())
+            } else {
+                problems.iter().for_each(|p| eprintln!("tidy: {p}"));
+                bail!("{} tidy problem(s)", problems.len())
+            }
+        }
+        "fetch-data" => fetch_data(rest),
+        "bench" => bench(rest),
+        _ => {
+            println!("{}", HELP);
+            Ok(())
+        }
+    }
+}
+
+const HELP: &str = "\
+usage: cargo xtask <command>
+
+  ci                     build once, fetch the default model, run the whole test suite
+                         (what .ci/run runs; honours GREATER_DATA, GREATER_CACHE, GREATER_MODELS)
+  tidy                   check file lengths and crate layering
+  fetch-data [--from D]  copy the datasets (bbh/, gsm8k/, folio/) from D into $GREATER_DATA
+                         (default D: ../shared/datasets)
+  bench models           prefill/decode throughput, GEMM GFLOP/s and copy bandwidth
+  bench grad             forward+backward time of the token gradient
+  bench bbh [FLAGS]      optimize + eval per task, one table (see `greater bench bbh --help`)";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// The `greater` binary built by the test profile (the same artifacts as the tests).
+fn greater_bin() -> PathBuf {
+    root().join("target/release/greater")
+}
+
+fn ci(extra: &[String]) -> Result<()> {
+    // One cargo command line for everything, so burn is compiled exactly once.
+    run(cargo().args(["test", "--release", "--workspace", "--no-run"]))?;
+    let models = std::env::var("GREATER_MODELS").unwrap_or_else(|_| "smollm2-135m-instruct".into());
+    for m in models.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        run(Command::new(greater_bin()).args(["models", "fetch", m]))?;
+    }
+    run(cargo().args(["test", "--release", "--workspace"]).args(extra))?;
+    let problems = tidy::check(&root())?;
+    problems.iter().for_each(|p| eprintln!("tidy: {p}"));
+    if !problems.is_empty() {
+        bail!("{} tidy problem(s)", problems.len());
+    }
+    Ok(())
+}
+
+fn fetch_data(args: &[String]) -> Result<()> {
+    let from = match args {
+        [flag, dir] if flag == "--from" => PathBuf::from(dir),
+        [] => root().join("../shared/datasets"),
+        _ => bail!("usage: cargo xtask fetch-data [--from DIR]"),
+    };
+    let to = std::env::var_os("GREATER_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/data"));
+    if !from.join("bbh").is_dir() {
+        bail!(
+            "{} has no bbh/ folder; point --from at a folder holding bbh/*.json, gsm8k/*.jsonl and folio/*.jsonl",
+            from.display()
+        );
+    }
+    if from.canonicalize().ok() == to.canonicalize().ok() {
+        println!("data already at {}", to.display());
+        return Ok(());
+    }
+    let mut n = 0;
+    for sub in ["bbh", "gsm8k", "folio"] {
+        let src = from.join(sub);
+        if !src.is_dir() {
+            eprintln!("warning: {} missing; skipped", src.display());
+            continue;
+        }
+        std::fs::create_dir_all(to.join(sub))?;
+        for entry in std::fs::read_dir(&src)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::copy(entry.path(), to.join(sub).join(entry.file_name()))
+                    .with_context(|| format!("copying {}", entry.path().display()))?;
+                n += 1;
+            }
+        }
+    }
+    println!("copied {n} files into {}; set GREATER_DATA={}", to.display(), to.display());
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    run(cargo().args(["test", "--release", "--workspace", "--no-run"]))?;
+    let out = root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    run(Command::new(greater_bin()).arg("bench").args(args).arg("--out").arg(&out))
+}
