@@ -11,7 +11,7 @@ use greater_models::cache::KvCache;
 use greater_models::generate::{GenerateOptions, decode, prefill};
 use greater_models::layers::download;
 use greater_models::model::LoadedModel;
-use greater_tasks::stats::ScoreSummary;
+use greater_tasks::ScoreSummary;
 use greater_tasks::{Example, TaskSpec};
 
 use crate::layout::{ExampleLayout, Layouter, Placement};

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use greater_tasks::Example;
-use greater_tasks::stats::{Accuracy, PairedComparison};
+use greater_tasks::{Accuracy, PairedComparison};
 
 use crate::eval::{EvalOptions, EvalResult, PromptInput, evaluate};
 use crate::optimize::{Prepared, Run, RunState};

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use greater_tasks::stats::{Accuracy, PairedComparison};
+use greater_tasks::{Accuracy, PairedComparison};
 
 use crate::eval::EvalResult;
 use crate::optimize::OptimizeConfig;
