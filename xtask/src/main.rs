@@ -31,6 +31,7 @@ fn main() -> Result<()> {
         }
         "fetch-data" => fetch_data(rest),
         "bench" => bench(rest),
+        "check-gpu" => check_gpu(),
         _ => {
             println!("{}", HELP);
             Ok(())
@@ -46,6 +47,7 @@ usage: cargo xtask <command>
   tidy                   check file lengths and crate layering
   fetch-data [--from D]  copy the datasets (bbh/, gsm8k/, folio/) from D into $GREATER_DATA
                          (default D: ../shared/datasets)
+  check-gpu              `cargo check` the cuda and wgpu builds (no GPU needed)
   bench models           prefill/decode throughput, GEMM GFLOP/s and copy bandwidth
   bench grad             forward+backward time of the token gradient
   bench bbh [FLAGS]      optimize + eval per task, one table (see `greater bench bbh --help`)";
@@ -135,4 +137,19 @@ fn bench(args: &[String]) -> Result<()> {
     let out = root().join("target/bench");
     std::fs::create_dir_all(&out)?;
     run(Command::new(greater_bin()).arg("bench").args(args).arg("--out").arg(&out))
+}
+
+/// `cargo check` the GPU backends. cubecl's CUDA backend pulls an LLVM bundle whose build script
+/// downloads LLVM; `DOCS_RS=1` makes that script skip the download, which is enough to type-check
+/// (not to link) on a machine without internet access.
+fn check_gpu() -> Result<()> {
+    let dir = root().join("target/check-gpu");
+    for feature in ["cuda", "wgpu"] {
+        let features = format!("greater-cli/{feature}");
+        let mut c = cargo();
+        c.args(["check", "-p", "greater-cli", "--no-default-features", "--features", &features]);
+        c.env("CARGO_TARGET_DIR", &dir).env("DOCS_RS", "1");
+        run(&mut c)?;
+    }
+    Ok(())
 }

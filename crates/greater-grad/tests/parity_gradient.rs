@@ -56,6 +56,10 @@ fn check(name: &str) {
         let tol = 2e-4f64.max(1e-5 * want.abs()) * 2.0;
         assert!((got as f64 - want).abs() <= tol, "{name} {what}: {got} vs {want}");
     };
+    eprintln!(
+        "{name}: loss_answer {} (golden {}), loss_control {} (golden {}), loss_total {} (golden {})",
+        e.loss_answer, g["loss_answer"], e.loss_control, g["loss_control"], e.loss_total, g["loss_total"]
+    );
     near("loss_answer", e.loss_answer, g["loss_answer"].as_f64().unwrap());
     near("loss_control", e.loss_control, g["loss_control"].as_f64().unwrap());
     near("loss_total", e.loss_total, g["loss_total"].as_f64().unwrap());
@@ -63,6 +67,7 @@ fn check(name: &str) {
         let max_abs = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         let norm = want.iter().map(|x| x * x).sum::<f32>().sqrt();
         let rel = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt() / norm.max(1e-12);
+        eprintln!("{name} {what}: max |diff| {max_abs:.3e}, rel L2 {rel:.3e}");
         assert!(max_abs <= 1e-4 || rel <= 2e-4, "{name} {what}: max |diff| {max_abs:e}, rel L2 {rel:e}\n got {got:?}\nwant {want:?}");
     };
     compare("grad_total_onehot", &e.grad_total, &f(&g["grad_total_onehot"]));
@@ -87,4 +92,9 @@ fn smollm2_gradient_matches_golden() {
 #[test]
 fn qwen_gradient_matches_golden() {
     check("qwen2.5-coder-0.5b-instruct");
+}
+
+#[test]
+fn gemma3_gradient_matches_golden() {
+    check("gemma3-270m");
 }

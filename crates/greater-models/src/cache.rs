@@ -113,15 +113,17 @@ impl KvCache {
         }
         let [b, h, s, d] = k.dims();
         let (start, end) = (self.len, self.len + s);
-        let entry = self.layers[layer].get_or_insert_with(|| {
+        // Take the buffers out of the cache so they are uniquely owned while written: a backend
+        // can then update them in place instead of copying the whole cache every step.
+        let (ck, cv) = self.layers[layer].take().unwrap_or_else(|| {
             let z = Tensor::<4>::zeros([b, h, self.capacity, d], &k.device());
-            (z.clone(), z)
+            (z.clone(), z.zeros_like())
         });
-        let (ck, cv) = (entry.0.clone(), entry.1.clone());
         let ck = ck.slice_assign([0..b, 0..h, start..end, 0..d], k);
         let cv = cv.slice_assign([0..b, 0..h, start..end, 0..d], v);
-        *entry = (ck.clone(), cv.clone());
-        (ck.slice([0..b, 0..h, 0..end, 0..d]), cv.slice([0..b, 0..h, 0..end, 0..d]))
+        let out = (ck.clone().slice([0..b, 0..h, 0..end, 0..d]), cv.clone().slice([0..b, 0..h, 0..end, 0..d]));
+        self.layers[layer] = Some((ck, cv));
+        out
     }
 
     /// Finish a step: the planned slots become cached.

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use burn::tensor::{Int, Tensor, TensorData};
 use greater_models::arch::CausalLm;
 use greater_models::cache::KvCache;
@@ -9,8 +11,10 @@ use greater_models::generate::{GenerateOptions, generate};
 use greater_models::layers::download;
 use greater_models::model::LoadedModel;
 
-fn check_forward(name: &str) {
-    let (Some(path), Some(golden)) = (common::model_path(name), common::golden_dir(name)) else { return };
+/// Logits (last position in full; top-10 and log-sum-exp at every position) and the norm of the
+/// final-norm output against `forward.safetensors`. Prints the max |logit diff| per prompt.
+fn check_forward(name: &str, path: Option<PathBuf>) {
+    let (Some(path), Some(golden)) = (path, common::golden_dir(name)) else { return };
     let loaded = LoadedModel::load(&path, &greater_models::default_device()).unwrap();
     let model = &loaded.model;
     let meta = common::json(golden.join("forward.json"));
@@ -20,9 +24,18 @@ fn check_forward(name: &str) {
         let ids: Vec<i64> = prompt["ids"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
         let t = ids.len();
         let x = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [1, t]), model.device());
-        let logits = download(model.forward_embeds(model.embed(x), None, &mut KvCache::uncached(1)));
+        let hidden = model.forward_hidden(model.embed(x), None, &mut KvCache::uncached(1));
+        let logits = download(model.lm_head(hidden.clone()));
+        let hidden = download(hidden);
         assert_eq!(logits.len(), t * v);
+        let h = hidden.len() / t;
+        let norms: Vec<f32> =
+            hidden.chunks_exact(h).map(|r| r.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt() as f32).collect();
+        common::assert_close_rel(&format!("{name} p{k} final hidden norm"), &norms, &tensors[&format!("p{k}.final_hidden_norm")].data, 4e-5);
         let last = &logits[(t - 1) * v..];
+        let want_last = &tensors[&format!("p{k}.last_logits")].data;
+        let max_diff = last.iter().zip(want_last).map(|(&g, &w)| (g as f64 - w).abs()).fold(0.0f64, f64::max);
+        eprintln!("{name} p{k} ({t} tokens): max |last logit diff| {max_diff:.3e}");
         common::assert_close(&format!("{name} p{k} last logits"), last, &tensors[&format!("p{k}.last_logits")].data, 5e-4);
         // Log-sum-exp and top-10 at every position.
         let lse_want = &tensors[&format!("p{k}.logsumexp")].data;
@@ -33,8 +46,11 @@ fn check_forward(name: &str) {
             let row = &logits[pos * v..(pos + 1) * v];
             let m = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
             lse.push((m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln()) as f32);
+            // The 10 largest, in descending order (a partial selection: the vocabulary is big).
             let mut order: Vec<usize> = (0..v).collect();
-            order.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap());
+            let desc = |a: &usize, b: &usize| row[*b].partial_cmp(&row[*a]).unwrap();
+            order.select_nth_unstable_by(10, desc);
+            order[..10].sort_by(desc);
             for j in 0..10 {
                 let want_id = top_ids[pos * 10 + j] as usize;
                 let want_val = top_vals[pos * 10 + j];
@@ -54,8 +70,9 @@ fn check_forward(name: &str) {
     }
 }
 
-fn check_generate(name: &str) {
-    let (Some(path), Some(golden)) = (common::model_path(name), common::golden_dir(name)) else { return };
+/// The 48 greedy tokens of each prompt (one left-padded batch), without and with stop ids.
+fn check_generate(name: &str, path: Option<PathBuf>) {
+    let (Some(path), Some(golden)) = (path, common::golden_dir(name)) else { return };
     let loaded = LoadedModel::load(&path, &greater_models::default_device()).unwrap();
     let meta = common::json(golden.join("generate.json"));
     let gens = meta["generations"].as_array().unwrap();
@@ -81,34 +98,36 @@ fn check_generate(name: &str) {
 
 #[test]
 fn smollm2_logits_match_golden() {
-    check_forward("smollm2-135m-instruct");
+    let name = "smollm2-135m-instruct";
+    check_forward(name, common::model_path(name));
 }
 
 #[test]
 fn smollm2_greedy_generation_matches_golden() {
-    check_generate("smollm2-135m-instruct");
+    let name = "smollm2-135m-instruct";
+    check_generate(name, common::model_path(name));
 }
 
 #[test]
-fn qwen_logits_and_generation_match_golden() {
-    let name = "qwen2.5-coder-0.5b-instruct";
-    if !common::model_selected(name) && common::required() {
-        // Big model: required only when GREATER_MODELS names it; run anyway when cached.
-    }
-    if common::model_selected(name) || std::env::var("GREATER_CACHE").is_ok() || dirs::cache_dir().is_some() {
-        let cached = dirs_model_exists(name);
-        if cached || common::model_selected(name) {
-            check_forward(name);
-            check_generate(name);
-        } else {
-            eprintln!("note: {name} not cached and not named in GREATER_MODELS; skipping");
-        }
-    }
+fn gemma3_logits_match_golden() {
+    let name = "gemma3-270m";
+    check_forward(name, common::optional_model_path(name));
 }
 
-fn dirs_model_exists(name: &str) -> bool {
-    let cache = std::env::var_os("GREATER_CACHE")
-        .map(std::path::PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("greater")));
-    cache.is_some_and(|c| c.join("models").join(format!("{name}.gguf")).exists())
+#[test]
+fn gemma3_greedy_generation_matches_golden() {
+    let name = "gemma3-270m";
+    check_generate(name, common::optional_model_path(name));
+}
+
+#[test]
+fn qwen_logits_match_golden() {
+    let name = "qwen2.5-coder-0.5b-instruct";
+    check_forward(name, common::optional_model_path(name));
+}
+
+#[test]
+fn qwen_greedy_generation_matches_golden() {
+    let name = "qwen2.5-coder-0.5b-instruct";
+    check_generate(name, common::optional_model_path(name));
 }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use burn::tensor::activation::log_softmax;
+use greater_models::layers::log_softmax::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use greater_models::arch::CausalLm;
 use greater_models::cache::KvCache;

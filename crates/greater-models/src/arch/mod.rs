@@ -105,6 +105,7 @@ pub fn check_tensors(weights: &dyn WeightSource, expected: &[(String, Vec<usize>
     for (name, want) in expected {
         let got = weights.shape(name)?;
         if &got != want {
+            let path = weights.file_of(name).to_path_buf();
             return Err(LoadError::TensorShape { path, name: name.clone(), got, expected: want.clone() });
         }
     }

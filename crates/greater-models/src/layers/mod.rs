@@ -5,6 +5,7 @@
 
 pub mod attention;
 pub mod linear;
+pub mod log_softmax;
 pub mod mask;
 pub mod mlp;
 pub mod rms_norm;

@@ -31,6 +31,12 @@ pub trait WeightSource {
     fn shape(&self, name: &str) -> Result<Vec<usize>, LoadError>;
     /// The tensor `name`, dequantised or converted to `f32`, with fix-ups applied.
     fn tensor(&self, name: &str) -> Result<HostTensor, LoadError>;
+    /// The file that holds `name`, for error messages (a shard of a sharded checkpoint);
+    /// [`path`](Self::path) unless the source has several files.
+    fn file_of(&self, name: &str) -> &Path {
+        let _ = name;
+        self.path()
+    }
 }
 
 pub mod dequant;

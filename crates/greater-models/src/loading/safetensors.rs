@@ -186,6 +186,13 @@ impl WeightSource for SafetensorsWeights {
         };
         Ok(HostTensor { shape: entry.shape.clone(), data })
     }
+
+    fn file_of(&self, name: &str) -> &Path {
+        match self.tensors.get(name) {
+            Some(entry) => &self.shards[entry.shard].path,
+            None => &self.path,
+        }
+    }
 }
 
 /// The causal LM's name for a stored tensor name, or `None` for tensors outside the language

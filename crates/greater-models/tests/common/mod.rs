@@ -11,11 +11,7 @@ pub fn required() -> bool {
 
 /// The cached GGUF of a registry model, or `None` (after saying so) when absent and not required.
 pub fn model_path(name: &str) -> Option<PathBuf> {
-    let cache = std::env::var_os("GREATER_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("greater")))
-        .expect("no cache directory");
-    let p = cache.join("models").join(format!("{name}.gguf"));
+    let p = cache_dir().join("models").join(format!("{name}.gguf"));
     if p.exists() {
         return Some(p);
     }
@@ -31,6 +27,32 @@ pub fn model_path(name: &str) -> Option<PathBuf> {
 /// Whether the run names `name` in `GREATER_MODELS` (comma separated), for optional big models.
 pub fn model_selected(name: &str) -> bool {
     std::env::var("GREATER_MODELS").is_ok_and(|v| v.split(',').any(|m| m.trim() == name))
+}
+
+/// The cached GGUF of an optional model (Gemma, Qwen: CI only requires SmolLM2).
+///
+/// It runs whenever it is cached. When it is missing, the test skips with a note, unless
+/// `GREATER_REQUIRE_MODELS=1` *and* `GREATER_MODELS` names it, which makes the test fail.
+pub fn optional_model_path(name: &str) -> Option<PathBuf> {
+    let p = cache_dir().join("models").join(format!("{name}.gguf"));
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        !(required() && model_selected(name)),
+        "model {name} is named in GREATER_MODELS with GREATER_REQUIRE_MODELS=1 but {} is missing",
+        p.display()
+    );
+    eprintln!("note: optional model {} not found; skipping (run `greater models fetch {name}`)", p.display());
+    None
+}
+
+/// `$GREATER_CACHE`, or else `<user cache dir>/greater`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("GREATER_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("greater")))
+        .expect("no cache directory")
 }
 
 /// The golden folder of a model.
@@ -102,4 +124,18 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
         got[i],
         want[i]
     );
+}
+
+/// Assert `|a - b| <= tol · |b|` everywhere (relative), reporting the worst index and both values.
+pub fn assert_close_rel(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0usize, 0.0f64);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let d = (g as f64 - w).abs() / w.abs().max(1e-12);
+        if d > worst.1 || d.is_nan() {
+            worst = (i, d);
+        }
+    }
+    let (i, d) = worst;
+    assert!(d <= tol, "{what}: max rel diff {d:.3e} > {tol:.1e} at {i}: got {} want {}", got[i], want[i]);
 }

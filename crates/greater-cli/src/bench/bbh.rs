@@ -1,0 +1,83 @@
+//! `greater bench bbh`: a fixed, seeded optimise + evaluate run per task, summarised in one table
+//! (task, initial and final test accuracy, the paired difference with its p-value, median seconds
+//! per step split by phase, generated tokens per second) and written as `bbh.json`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use greater_opt::bench::{BenchRow, run_task, table};
+use greater_opt::optimize::OptimizeConfig;
+
+use super::{Common, write_json};
+use crate::cmd::{load_model, load_task};
+use crate::progress::Bars;
+
+/// Arguments of `greater bench bbh`. The defaults are small enough for a 2-core CPU.
+#[derive(Debug, clap::Args)]
+pub struct BbhArgs {
+    /// Model name or path.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    pub model: String,
+    /// Tasks, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "bbh/boolean_expressions,bbh/navigate")]
+    pub tasks: Vec<String>,
+    /// Optimisation steps per task.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Train examples.
+    #[arg(long, default_value_t = 10)]
+    pub train: usize,
+    /// Reasoning cap in tokens.
+    #[arg(long, default_value_t = 128)]
+    pub max_reasoning_tokens: usize,
+    /// Dev and test examples evaluated at the end (0: the whole split).
+    #[arg(long, default_value_t = 50)]
+    pub eval_limit: usize,
+    /// Top prompts evaluated on dev to choose the final one.
+    #[arg(long, default_value_t = 3)]
+    pub top_prompts: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Generation batch size.
+    #[arg(long, default_value_t = 10)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// Run the suite.
+pub fn run(args: &BbhArgs) -> Result<()> {
+    let loaded = load_model(&args.model)?;
+    let mut rows: Vec<BenchRow> = Vec::new();
+    for name in &args.tasks {
+        let task = load_task(name)?;
+        let cfg = OptimizeConfig {
+            model: args.model.clone(),
+            task: name.clone(),
+            seed: args.seed,
+            steps: args.steps,
+            train: args.train,
+            max_reasoning_tokens: args.max_reasoning_tokens,
+            eval_limit: args.eval_limit,
+            top_prompts: args.top_prompts,
+            batch_size: args.batch_size,
+            ..OptimizeConfig::default()
+        };
+        let dir: PathBuf = args.common.out.join("bbh").join(name.replace('/', "_"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        let bars = Bars::with_steps(cfg.steps, 0);
+        let row = run_task(&loaded, &task, &cfg, &dir, &bars).with_context(|| format!("benchmarking {name}"))?;
+        bars.finish();
+        eprintln!("{name}: done in {:.0} s; final prompt {:?}", row.total_seconds, row.final_prompt);
+        rows.push(row);
+    }
+    println!("model {} on {} ({} threads)", args.model, greater_models::device::backend_name(), rayon::current_num_threads());
+    print!("{}", table(&rows));
+    let path = write_json(&args.common.out, "bbh.json", &serde_json::json!({ "model": args.model, "args": format!("{args:?}"), "rows": rows }))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

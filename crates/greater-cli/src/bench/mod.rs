@@ -1,0 +1,95 @@
+//! `greater bench`: end-to-end benchmarks that write a JSON report (`cargo xtask bench <suite>`
+//! runs them into `target/bench/`).
+//!
+//! - `models`: prefill and decode throughput of real models, next to what the machine can do
+//!   (f32 GEMM GFLOP/s, memory bandwidth) and a per-part timing of one decode step;
+//! - `grad`: forward+backward time of the token gradient against forward-only time, and peak RSS.
+//!
+//! Numbers come from here, never from timed tests. Criterion micro-benchmarks of single
+//! operations live in `benches/models.rs`.
+
+pub mod breakdown;
+pub mod grad;
+pub mod machine;
+pub mod models;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// `greater bench <suite>`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Which benchmark to run.
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+/// The benchmark suites.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Prefill/decode tokens per second, GEMM GFLOP/s, memory bandwidth, decode-step breakdown.
+    Models(models::ModelsArgs),
+    /// Forward+backward time of the token gradient next to forward-only time, and peak memory.
+    Grad(grad::GradArgs),
+}
+
+/// Options every suite takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Folder the JSON report is written to (created if missing).
+    #[arg(long, default_value = "target/bench")]
+    pub out: PathBuf,
+    /// Worker threads of the CPU backend (burn `flex` uses the global rayon pool);
+    /// default: rayon's choice (`RAYON_NUM_THREADS`, else every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Run the benchmark `args` names.
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.command {
+        BenchCommand::Models(a) => {
+            setup(&a.common)?;
+            models::run(&a)
+        }
+        BenchCommand::Grad(a) => {
+            setup(&a.common)?;
+            grad::run(&a)
+        }
+    }
+}
+
+/// Size the thread pool (before any tensor work starts it) and create the output folder.
+fn setup(common: &Common) -> Result<()> {
+    if let Some(n) = common.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .with_context(|| format!("setting {n} worker threads: the pool is already running"))?;
+    }
+    std::fs::create_dir_all(&common.out).with_context(|| format!("creating {}", common.out.display()))
+}
+
+/// Write `value` as pretty JSON to `dir/name` and return the path.
+fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<PathBuf> {
+    let path = dir.join(name);
+    let text = serde_json::to_string_pretty(value).context("serialising the report")?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// `"ok"` or `"MISS"`, for goal columns.
+fn verdict(met: bool) -> &'static str {
+    if met { "ok" } else { "MISS" }
+}
+
+/// Resolve a model name or path through the registry and cache, without downloading.
+fn resolve_model(name: &str) -> Result<PathBuf> {
+    greater_models::hub::resolve(name).with_context(|| format!("locating model `{name}`"))
+}
+
+/// Deterministic pseudo-random token ids in `[lo, hi)`, so every run measures the same inputs.
+fn token_ids(rng: &mut greater_models::loading::memory::SplitMix64, n: usize, lo: u32, hi: u32) -> Vec<u32> {
+    (0..n).map(|_| lo + (rng.next_u64() % u64::from(hi - lo)) as u32).collect()
+}

@@ -1,0 +1,245 @@
+//! `greater optimize`: the GReaTer loop with checkpoints, Ctrl-C and resume, then the final
+//! evaluation and report.
+//!
+//! Configuration is layered: `OptimizeConfig::default()`, then `--config FILE.toml`, then flags.
+//! `--resume DIR` starts from DIR/config.toml instead (flags such as `--steps` may extend it) and
+//! continues from DIR/state.json.
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use greater_opt::finish::finish;
+use greater_opt::optimize::{OptimizeConfig, Run, load_config, state};
+
+use super::{MODEL_HELP, TASK_HELP, load_model, load_task, stopped_or};
+use crate::progress::{Bars, install_ctrlc};
+
+/// Flags of `greater optimize`. Every flag overrides the config file.
+#[derive(Debug, Args)]
+pub struct OptimizeArgs {
+    #[arg(long, help = MODEL_HELP, long_help = format!("{MODEL_HELP} [default: smollm2-135m-instruct, or the config file's]"))]
+    model: Option<String>,
+    #[arg(long, help = TASK_HELP, long_help = format!("{TASK_HELP} [default: gen/boolean_expressions, or the config file's]"))]
+    task: Option<String>,
+    /// A TOML file with any OptimizeConfig fields (unknown keys are errors); flags override it.
+    #[arg(long, value_name = "FILE.toml", conflicts_with = "resume")]
+    config: Option<PathBuf>,
+    /// Optimisation steps (one prompt position each) [default: 100].
+    #[arg(long, value_name = "N")]
+    steps: Option<usize>,
+    /// Training examples used: the first N of the train split [default: 50].
+    #[arg(long, value_name = "N")]
+    train: Option<usize>,
+    /// Seed of every random choice [default: 0].
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// The initial prompt text [default: "proper logical reasoning and think step by step. …"].
+    #[arg(long, value_name = "TEXT")]
+    initial_prompt: Option<String>,
+    /// Output folder (config.toml, state.json, events.jsonl, evals/, report.json, report.html)
+    /// [default: runs/<task>-<UTC timestamp>].
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in DIR from its last checkpoint, with its config.toml (pass --steps to extend it).
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// Cap on reasoning tokens, in the loop and in the final evaluation [default: 512].
+    #[arg(long, value_name = "N")]
+    max_reasoning_tokens: Option<usize>,
+    /// Sequences generated together [default: 10].
+    #[arg(long, value_name = "B")]
+    batch_size: Option<usize>,
+    /// Evaluate at most N dev and N test examples at the end [default: all].
+    #[arg(long, value_name = "N")]
+    eval_limit: Option<usize>,
+    /// Skip the final dev/test evaluation (the final prompt is then the best training prompt).
+    #[arg(long)]
+    no_final_eval: bool,
+}
+
+/// Run `greater optimize`.
+pub fn run(args: OptimizeArgs) -> Result<()> {
+    let (cfg, dir, resume) = resolve(&args)?;
+    cfg.validate().context("checking the configuration")?;
+    if !resume && dir.join("state.json").exists() {
+        bail!(
+            "{} already holds a run; continue it with `greater optimize --resume {}` or choose another --out",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let task = load_task(&cfg.task)?;
+    let loaded = load_model(&cfg.model)?;
+    install_ctrlc()?;
+    let resume_hint = Some(format!("greater optimize --resume {}", dir.display()));
+    let previous = if resume { prepare_resume(&dir, &cfg)? } else { Previous::default() };
+    let bars = Bars::with_steps(cfg.steps, previous.steps);
+    let run = Run { loaded: &loaded, task: &task, cfg: &cfg, dir: dir.clone(), observer: &bars };
+    let prepared = run.prepare().context("laying out the train examples")?;
+    bars.println(&format!(
+        "{} {} on {} with {} train examples, {} step(s); writing to {}",
+        if resume { "resuming" } else { "optimising" },
+        task.name,
+        cfg.model,
+        prepared.examples.len(),
+        cfg.steps,
+        dir.display()
+    ));
+    let start = Instant::now();
+    let state = run.optimize(&prepared, resume).map_err(|e| stopped_or(e, resume_hint.clone(), || "optimising".into()))?;
+    let loop_seconds = previous.seconds + start.elapsed().as_secs_f64();
+    let mut report = finish(&run, &prepared, &state, loop_seconds)
+        .map_err(|e| stopped_or(e, resume_hint, || "evaluating and writing the report".into()))?;
+    bars.finish();
+    // `finish` is given the time before it ran; the total also counts its evaluations.
+    report.seconds.total = previous.seconds + start.elapsed().as_secs_f64();
+    greater_opt::report::write(&dir, &report).with_context(|| format!("writing the report in {}", dir.display()))?;
+    super::report::print_report(&report);
+    println!("report: {}", dir.join("report.html").display());
+    Ok(())
+}
+
+/// The config, the output folder, and whether to resume.
+fn resolve(args: &OptimizeArgs) -> Result<(OptimizeConfig, PathBuf, bool)> {
+    if let Some(dir) = &args.resume {
+        let mut cfg = load_config(dir).with_context(|| format!("reading the run in {}", dir.display()))?;
+        // What defines the run's state cannot change on resume.
+        let fixed = [
+            ("--model", args.model.clone(), cfg.model.clone()),
+            ("--task", args.task.clone(), cfg.task.clone()),
+            ("--train", args.train.map(|t| t.to_string()), cfg.train.to_string()),
+            ("--seed", args.seed.map(|s| s.to_string()), cfg.seed.to_string()),
+            ("--initial-prompt", args.initial_prompt.clone(), cfg.initial_prompt.clone()),
+        ];
+        for (flag, given, was) in fixed {
+            if given.is_some_and(|g| g != was) {
+                bail!("{flag} cannot change on resume: the run in {} used {was:?}", dir.display());
+            }
+        }
+        override_with_flags(&mut cfg, args);
+        return Ok((cfg, dir.clone(), true));
+    }
+    let mut cfg = match &args.config {
+        Some(file) => OptimizeConfig::from_toml_file(file).with_context(|| format!("reading the config {}", file.display()))?,
+        None => OptimizeConfig::default(),
+    };
+    if let Some(m) = &args.model {
+        cfg.model = m.clone();
+    }
+    if let Some(t) = &args.task {
+        cfg.task = t.clone();
+    }
+    if let Some(n) = args.train {
+        cfg.train = n;
+    }
+    if let Some(s) = args.seed {
+        cfg.seed = s;
+    }
+    if let Some(p) = &args.initial_prompt {
+        cfg.initial_prompt = p.clone();
+    }
+    override_with_flags(&mut cfg, args);
+    let dir = args.out.clone().unwrap_or_else(|| default_out(&cfg.task, SystemTime::now()));
+    Ok((cfg, dir, false))
+}
+
+/// The flags that may also change on resume.
+fn override_with_flags(cfg: &mut OptimizeConfig, args: &OptimizeArgs) {
+    if let Some(n) = args.steps {
+        cfg.steps = n;
+    }
+    if let Some(n) = args.max_reasoning_tokens {
+        cfg.max_reasoning_tokens = n;
+    }
+    if let Some(n) = args.batch_size {
+        cfg.batch_size = n;
+    }
+    if let Some(n) = args.eval_limit {
+        cfg.eval_limit = n;
+    }
+    if args.no_final_eval {
+        cfg.final_eval = false;
+    }
+}
+
+/// What an earlier session of a resumed run already did.
+#[derive(Debug, Default)]
+struct Previous {
+    steps: usize,
+    seconds: f64,
+}
+
+/// Before resuming: record the (possibly changed) config, and reopen a run that finished only
+/// because it ran out of steps when more steps are now asked for. Reopening drops the saved
+/// final evaluations, which belong to the old top prompts.
+fn prepare_resume(dir: &Path, cfg: &OptimizeConfig) -> Result<Previous> {
+    let old = load_config(dir)?;
+    if old != *cfg {
+        state::write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    }
+    if !dir.join("state.json").exists() {
+        return Ok(Previous::default());
+    }
+    let mut s = state::load(dir).with_context(|| format!("reading the checkpoint in {}", dir.display()))?;
+    let reached_threshold = s.best.as_ref().is_some_and(|b| b.score < cfg.loss_threshold);
+    if s.finished && s.step < cfg.steps && !reached_threshold {
+        s.finished = false;
+        state::save(dir, &s)?;
+        let evals = dir.join("evals");
+        if evals.exists() {
+            std::fs::remove_dir_all(&evals).with_context(|| format!("removing stale evaluations {}", evals.display()))?;
+        }
+    }
+    let seconds = s.history.iter().map(|h| h.seconds.iter().sum::<f64>()).sum();
+    Ok(Previous { steps: s.step, seconds })
+}
+
+/// `runs/<task with / as ->-<YYYYMMDD-HHMMSS UTC>`.
+fn default_out(task: &str, now: SystemTime) -> PathBuf {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let name: String = task
+        .trim_end_matches(".jsonl")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '-' })
+        .collect();
+    PathBuf::from("runs").join(format!("{}-{}", name.trim_matches('-'), utc_stamp(secs)))
+}
+
+/// `YYYYMMDD-HHMMSS` of a Unix time, in UTC (civil-from-days, proleptic Gregorian calendar).
+fn utc_stamp(unix: u64) -> String {
+    let (days, rem) = ((unix / 86_400) as i64, unix % 86_400);
+    // Howard Hinnant's algorithm: shift the epoch to 0000-03-01 so leap days fall at year end.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps_by_hand() {
+        assert_eq!(utc_stamp(0), "19700101-000000");
+        // 2000-02-29 12:34:56 UTC = 951_827_696 (a leap day in a century leap year).
+        assert_eq!(utc_stamp(951_827_696), "20000229-123456");
+        // 2024-12-31 23:59:59 UTC = 1_735_689_599.
+        assert_eq!(utc_stamp(1_735_689_599), "20241231-235959");
+    }
+
+    #[test]
+    fn default_out_names_the_task() {
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(86_400);
+        assert_eq!(default_out("gen/boolean_expressions", t), Path::new("runs/gen-boolean_expressions-19700102-000000"));
+        assert_eq!(default_out("data/my task.jsonl", t), Path::new("runs/data-my-task-19700102-000000"));
+    }
+}

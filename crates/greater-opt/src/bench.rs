@@ -1,0 +1,128 @@
+//! The fixed, seeded end-to-end benchmark behind `cargo xtask bench bbh`: optimise and evaluate
+//! each task, and summarise one row per task.
+
+use std::path::Path;
+use std::time::Instant;
+
+use greater_models::model::LoadedModel;
+use greater_tasks::Task;
+
+use crate::optimize::{OptimizeConfig, Run};
+use crate::{Observer, OptError, finish};
+
+/// One row of the benchmark table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BenchRow {
+    /// Task name.
+    pub task: String,
+    /// Test accuracy of the initial prompt (exact match).
+    pub initial_test: f64,
+    /// Test accuracy of the final prompt.
+    pub final_test: f64,
+    /// Constrained test score of the initial prompt (closed label sets).
+    pub initial_constrained: Option<f64>,
+    /// Constrained test score of the final prompt.
+    pub final_constrained: Option<f64>,
+    /// `final_test - initial_test`.
+    pub difference: f64,
+    /// Exact McNemar p-value of the paired difference.
+    pub p_value: f64,
+    /// Test examples evaluated.
+    pub test_examples: usize,
+    /// Median seconds per step.
+    pub step_seconds_median: f64,
+    /// Median seconds per step in generation, proposal, gradient and selection.
+    pub phase_seconds_median: [f64; 4],
+    /// Tokens generated per second during the loop (reasoning and re-scoring).
+    pub tokens_per_second: f64,
+    /// The final prompt.
+    pub final_prompt: String,
+    /// Seconds for the whole task, evaluations included.
+    pub total_seconds: f64,
+}
+
+/// Optimise and evaluate `task` with `cfg` in `dir`, and summarise.
+pub fn run_task(loaded: &LoadedModel, task: &Task, cfg: &OptimizeConfig, dir: &Path, observer: &dyn Observer) -> Result<BenchRow, OptError> {
+    let t = Instant::now();
+    let run = Run { loaded, task, cfg, dir: dir.to_path_buf(), observer };
+    let prep = run.prepare()?;
+    let state = run.optimize(&prep, false)?;
+    let report = finish::finish(&run, &prep, &state, t.elapsed().as_secs_f64())?;
+    let events = std::fs::read_to_string(dir.join("events.jsonl")).map_err(|e| OptError::io(dir.join("events.jsonl"), e))?;
+    let mut tokens = 0u64;
+    for line in events.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| OptError::BadFile { path: dir.join("events.jsonl"), reason: e.to_string() })?;
+        tokens += v["generated_tokens"].as_u64().unwrap_or(0);
+    }
+    let gen_seconds: f64 = state.history.iter().map(|h| h.seconds[0] + h.seconds[3]).sum();
+    let per_step: Vec<f64> = state.history.iter().map(|h| h.seconds.iter().sum()).collect();
+    let phase = |k: usize| median(&state.history.iter().map(|h| h.seconds[k]).collect::<Vec<_>>());
+    let d = report.test_difference.as_ref();
+    let read = |name: &str| -> Option<f64> {
+        let text = std::fs::read_to_string(dir.join("evals").join(name)).ok()?;
+        let r: crate::eval::EvalResult = serde_json::from_str(&text).ok()?;
+        r.scores.constrained.map(|c| c.accuracy)
+    };
+    Ok(BenchRow {
+        task: task.name.clone(),
+        initial_test: report.accuracy_initial.test.map_or(f64::NAN, |a| a.accuracy),
+        final_test: report.accuracy_final.test.map_or(f64::NAN, |a| a.accuracy),
+        initial_constrained: read("initial-test.json"),
+        final_constrained: read("final-test.json"),
+        difference: d.map_or(f64::NAN, |d| d.difference),
+        p_value: d.map_or(f64::NAN, |d| d.p_value),
+        test_examples: report.accuracy_final.test.map_or(0, |a| a.total),
+        step_seconds_median: median(&per_step),
+        phase_seconds_median: [phase(0), phase(1), phase(2), phase(3)],
+        tokens_per_second: if gen_seconds > 0.0 { tokens as f64 / gen_seconds } else { 0.0 },
+        final_prompt: report.final_prompt,
+        total_seconds: t.elapsed().as_secs_f64(),
+    })
+}
+
+/// The median of `xs` (0 for none).
+pub fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// The table as text, one row per task.
+pub fn table(rows: &[BenchRow]) -> String {
+    let mut s = format!(
+        "{:<32} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}\n",
+        "task", "init", "final", "Δ", "p", "s/step", "gen", "prop", "grad", "select", "tok/s"
+    );
+    for r in rows {
+        let [g, p, gr, se] = r.phase_seconds_median;
+        s += &format!(
+            "{:<32} {:>6.1}% {:>6.1}% {:>+7.1} {:>7.3} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7.1}\n",
+            r.task,
+            100.0 * r.initial_test,
+            100.0 * r.final_test,
+            100.0 * r.difference,
+            r.p_value,
+            r.step_seconds_median,
+            g,
+            p,
+            gr,
+            se,
+            r.tokens_per_second
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(super::median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(super::median(&[]), 0.0);
+    }
+}
