@@ -11,10 +11,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Distribution, FloatDType, Int, Tensor, TensorData};
 use greater_models::arch::{AnyModel, CausalLm};
-use greater_models::config::{LayerAttention, ModelConfig};
+use greater_models::config::{Activation, LayerAttention, ModelConfig};
 use greater_models::generate::{argmax_rows, prefill};
 use greater_models::layers::attention::Attention;
 use greater_models::layers::linear::Linear;
@@ -108,11 +108,15 @@ pub fn decode_step(model: &AnyModel, batch: usize, cached: usize, capacity: usiz
     drop(prefill(model, &prompts, &mut cache));
     let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![42i64; b], [b, 1]), &dev);
 
+    // Each timed step is undone with `truncate`, so the cache's buffers stay uniquely owned and
+    // are written in place, as in real decoding (a clone per step would share, then copy, them).
+    let mut live = cache.clone();
     let step = time(&mut || {
-        let mut c2 = cache.clone();
-        let hidden = model.forward_hidden(model.embed(ids.clone()), None, &mut c2);
+        let hidden = model.forward_hidden(model.embed(ids.clone()), None, &mut live);
         argmax_rows(model.lm_head(hidden).reshape([b, vocab]));
+        live.truncate(cached);
     });
+    drop(live);
 
     let x = Tensor::<3>::random([b, 1, h], Distribution::Default, &dev);
     let plan = cache.plan(1, None);
@@ -172,6 +176,26 @@ pub fn decode_step(model: &AnyModel, batch: usize, cached: usize, capacity: usiz
         let on_one = time(&mut || one.install(|| drop(next().mlp.forward(x.clone()))));
         experiments.push(Experiment::new("mlp on one thread (rayon pool of 1)", layers, mlp, on_one));
     }
+    // The MLP with weights kept in checkpoint layout `[out, in]` and used as the left operand,
+    // working on `xᵀ` (`[features, batch]`) until one transpose at the end; as cold as above.
+    let oi: Vec<[Tensor<2>; 3]> = (0..rotation)
+        .map(|_| {
+            let i = c.intermediate_size;
+            [w.raw(&[i, h]), w.raw(&[i, h]), w.raw(&[h, i])]
+        })
+        .collect();
+    let xt = x.clone().reshape([b, h]).transpose();
+    let turn_oi = AtomicUsize::new(0);
+    let transposed = time(&mut || {
+        let [g, u, dn] = &oi[turn_oi.fetch_add(1, Ordering::Relaxed) % oi.len()];
+        let gate = g.clone().matmul(xt.clone());
+        let gate = match c.hidden_act {
+            Activation::Silu => silu(gate),
+            Activation::GeluTanh => gelu_approximate(gate),
+        };
+        drop(dn.clone().matmul(gate * u.clone().matmul(xt.clone())).transpose().reshape([b, 1, h]));
+    });
+    experiments.push(Experiment::new("mlp with [out, in] weights: (W · xᵀ)ᵀ", layers, mlp, transposed));
     experiments.sort_by(|x, y| y.saving_ms.total_cmp(&x.saving_ms));
     Breakdown { batch: b, cached, step_ms: step * 1e3, parts_ms, parts, layer_matmul_gbps, experiments }
 }
@@ -242,6 +266,12 @@ impl Weights {
         let n = shape.iter().product();
         let data = (0..n).map(|_| scale * (self.rng.next_f32() * 2.0 - 1.0)).collect();
         HostTensor { shape: shape.to_vec(), data }
+    }
+
+    /// A random `shape` tensor on the device, as stored (no layout change).
+    fn raw(&mut self, shape: &[usize]) -> Tensor<2> {
+        let t = self.host(shape, 0.05);
+        Tensor::from_data(TensorData::new(t.data, t.shape), &self.device)
     }
 
     /// A linear layer `in → out` (PyTorch layout `[out, in]`, as checkpoints store it).

@@ -8,6 +8,7 @@
 //! Numbers come from here, never from timed tests. Criterion micro-benchmarks of single
 //! operations live in `benches/models.rs`.
 
+pub mod bbh;
 pub mod breakdown;
 pub mod grad;
 pub mod machine;
@@ -32,6 +33,8 @@ pub enum BenchCommand {
     Models(models::ModelsArgs),
     /// Forward+backward time of the token gradient next to forward-only time, and peak memory.
     Grad(grad::GradArgs),
+    /// Optimise + evaluate per task with a fixed, seeded configuration; one table.
+    Bbh(bbh::BbhArgs),
 }
 
 /// Options every suite takes.
@@ -56,6 +59,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Grad(a) => {
             setup(&a.common)?;
             grad::run(&a)
+        }
+        BenchCommand::Bbh(a) => {
+            setup(&a.common)?;
+            bbh::run(&a)
         }
     }
 }
