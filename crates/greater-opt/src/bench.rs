@@ -94,18 +94,21 @@ pub fn median(xs: &[f64]) -> f64 {
 /// The table as text, one row per task.
 pub fn table(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:<32} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}\n",
-        "task", "init", "final", "Δ", "p", "s/step", "gen", "prop", "grad", "select", "tok/s"
+        "{:<32} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}\n",
+        "task", "init", "final", "Δ", "p", "c.init", "c.final", "s/step", "gen", "prop", "grad", "select", "tok/s"
     );
+    let c = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:.1}%", 100.0 * v));
     for r in rows {
         let [g, p, gr, se] = r.phase_seconds_median;
         s += &format!(
-            "{:<32} {:>6.1}% {:>6.1}% {:>+7.1} {:>7.3} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7.1}\n",
+            "{:<32} {:>6.1}% {:>6.1}% {:>+7.1} {:>7.3} {:>7} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7.1}\n",
             r.task,
             100.0 * r.initial_test,
             100.0 * r.final_test,
             100.0 * r.difference,
             r.p_value,
+            c(r.initial_constrained),
+            c(r.final_constrained),
             r.step_seconds_median,
             g,
             p,

@@ -19,7 +19,7 @@ pub struct BbhArgs {
     #[arg(long, default_value = "smollm2-135m-instruct")]
     pub model: String,
     /// Tasks, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "bbh/boolean_expressions,bbh/navigate")]
+    #[arg(long, value_delimiter = ',', default_value = "bbh/boolean_expressions,bbh/logical_deduction_three_objects")]
     pub tasks: Vec<String>,
     /// Optimisation steps per task.
     #[arg(long, default_value_t = 5)]

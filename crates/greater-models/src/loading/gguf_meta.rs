@@ -3,10 +3,14 @@
 //! [`Metadata::scoped`] gives the `"{arch}.{key}"` view that config builders use, so the
 //! architecture prefix is written once and every missing key is reported at once:
 //!
-//! ```ignore
+//! ```
+//! use greater_models::loading::{MetaValue, Metadata};
+//! let mut meta = Metadata::new("model.gguf");
+//! meta.insert("llama.block_count".into(), MetaValue::U32(30));
 //! let md = meta.scoped("llama");
-//! md.require_all(&["block_count", "embedding_length", "attention.head_count"])?;
-//! let rope_theta = md.f32_or("rope.freq_base", 10_000.0);
+//! let err = md.require_all(&["block_count", "embedding_length", "attention.head_count"]).unwrap_err();
+//! assert!(err.to_string().contains("llama.embedding_length, llama.attention.head_count"), "{err}");
+//! assert_eq!(md.f32_or("rope.freq_base", 10_000.0), 10_000.0);
 //! ```
 
 use std::collections::HashMap;
