@@ -98,9 +98,7 @@ fn fetch_data(args: &[String]) -> Result<()> {
         [] => root().join("../shared/datasets"),
         _ => bail!("usage: cargo xtask fetch-data [--from DIR]"),
     };
-    let to = std::env::var_os("GREATER_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/data"));
+    let to = std::env::var_os("GREATER_DATA").map(PathBuf::from).unwrap_or_else(|| root().join("target/data"));
     if !from.join("bbh").is_dir() {
         bail!(
             "{} has no bbh/ folder; point --from at a folder holding bbh/*.json, gsm8k/*.jsonl and folio/*.jsonl",

@@ -7,12 +7,12 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use greater_models::KvCache;
 use greater_models::arch::{AnyModel, CausalLm};
 use greater_models::config::{Family, ModelConfig};
 use greater_models::generate::prefill;
 use greater_models::loading::memory::MemoryWeights;
 use greater_models::model::LoadedModel;
-use greater_models::KvCache;
 
 /// SmolLM2-135M: hidden 576, MLP 1536, 3 kv heads of 64, vocab 49152.
 const HIDDEN: usize = 576;
@@ -111,9 +111,11 @@ fn few_rows(c: &mut Criterion) {
     let dev = greater_models::default_device();
     let mut g = c.benchmark_group("cold_576x1536");
     let copies = 12; // 12 · 3.5 MB = 42 MB, above a 32 MB L3
-    let host: Vec<Vec<f32>> = (0..copies).map(|j| (0..HIDDEN * MLP).map(|i| ((i + j) % 17) as f32 * 0.01).collect()).collect();
+    let host: Vec<Vec<f32>> =
+        (0..copies).map(|j| (0..HIDDEN * MLP).map(|i| ((i + j) % 17) as f32 * 0.01).collect()).collect();
     let packed: Vec<Vec<f32>> = host.iter().map(|h| pack_panels(h, HIDDEN, MLP)).collect();
-    let dev_w: Vec<Tensor<2>> = host.iter().map(|h| Tensor::from_data(TensorData::new(h.clone(), [HIDDEN, MLP]), &dev)).collect();
+    let dev_w: Vec<Tensor<2>> =
+        host.iter().map(|h| Tensor::from_data(TensorData::new(h.clone(), [HIDDEN, MLP]), &dev)).collect();
     // PyTorch layout `[out, in]`, as checkpoints store it.
     let dev_wt: Vec<Tensor<2>> = host
         .iter()
@@ -226,12 +228,17 @@ fn kv_update(c: &mut Criterion) {
 }
 
 /// A decode step of `model` at `batch` rows after `cached` tokens.
-fn bench_decode(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, model: &AnyModel, label: &str) {
+fn bench_decode(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    model: &AnyModel,
+    label: &str,
+) {
     let dev = model.device().clone();
     let vocab = model.config().vocab_size;
     for batch in [1usize, 8] {
         let cached = 96;
-        let prompts: Vec<Vec<u32>> = (0..batch).map(|r| (0..cached).map(|i| ((r * 131 + i * 7) % vocab) as u32).collect()).collect();
+        let prompts: Vec<Vec<u32>> =
+            (0..batch).map(|r| (0..cached).map(|i| ((r * 131 + i * 7) % vocab) as u32).collect()).collect();
         let mut cache = KvCache::new(batch, cached + 32);
         drop(prefill(model, &prompts, &mut cache));
         let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64; batch], [batch, 1]), &dev);
@@ -247,7 +254,12 @@ fn bench_decode(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::Wa
     }
 }
 
-fn bench_prefill(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, model: &AnyModel, label: &str, lens: &[usize]) {
+fn bench_prefill(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    model: &AnyModel,
+    label: &str,
+    lens: &[usize],
+) {
     let vocab = model.config().vocab_size;
     for &s in lens {
         let prompt = vec![(0..s).map(|i| ((i * 7 + 1) % vocab) as u32).collect::<Vec<u32>>()];

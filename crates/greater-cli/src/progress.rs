@@ -64,11 +64,10 @@ impl FetchProgress for FetchBar {
     fn bytes(&self, done: u64, total: u64) {
         let mut slot = self.bar.lock().expect("progress lock");
         let bar = slot.get_or_insert_with(|| {
-            let style = ProgressStyle::with_template(
-                "  [{bar:40.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> ");
+            let style =
+                ProgressStyle::with_template("  [{bar:40.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> ");
             ProgressBar::new(total).with_style(style)
         });
         bar.set_length(total);
@@ -94,9 +93,10 @@ impl Bars {
     /// Phase bars under a bar of `total` loop steps, `done` of which are already complete.
     pub fn with_steps(total: usize, done: usize) -> Self {
         let multi = MultiProgress::new();
-        let style = ProgressStyle::with_template("{prefix:>10} [{bar:30.green/white}] {pos}/{len} elapsed {elapsed} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> ");
+        let style =
+            ProgressStyle::with_template("{prefix:>10} [{bar:30.green/white}] {pos}/{len} elapsed {elapsed} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> ");
         let steps = multi.add(ProgressBar::new(total as u64).with_style(style).with_prefix("steps"));
         steps.set_position(done as u64);
         Self { multi, steps: Some(steps), phase: Mutex::new(None) }
@@ -140,9 +140,10 @@ impl Observer for Bars {
             old.finish_and_clear();
             self.multi.remove(&old);
         }
-        let style = ProgressStyle::with_template("{prefix:>10} [{bar:30.cyan/blue}] {pos}/{len} elapsed {elapsed} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> ");
+        let style =
+            ProgressStyle::with_template("{prefix:>10} [{bar:30.cyan/blue}] {pos}/{len} elapsed {elapsed} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> ");
         let bar = self.multi.add(ProgressBar::new(total as u64).with_style(style).with_prefix(name.to_owned()));
         *slot = Some(bar);
     }

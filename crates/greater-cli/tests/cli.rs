@@ -32,7 +32,13 @@ fn text(bytes: &[u8]) -> String {
 /// Run and require success; returns stdout.
 fn ok(args: &[&str]) -> String {
     let out = run(args);
-    assert!(out.status.success(), "greater {args:?} failed ({:?}):\n{}\n{}", out.status, text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "greater {args:?} failed ({:?}):\n{}\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
@@ -75,24 +81,52 @@ fn lines(path: &Path) -> usize {
 #[test]
 fn help_of_every_command_names_its_flags() {
     let cases: &[(&[&str], &[&str])] = &[
-        (&["--help"], &["models", "generate", "eval", "optimize", "report", "greater optimize --model", "greater eval --model"]),
+        (
+            &["--help"],
+            &["models", "generate", "eval", "optimize", "report", "greater optimize --model", "greater eval --model"],
+        ),
         (&["models", "--help"], &["fetch", "list", "info"]),
         (&["models", "fetch", "--help"], &["<NAME>"]),
         (&["models", "list", "--help"], &["cached"]),
         (&["models", "info", "--help"], &["<MODEL>", "GGUF"]),
-        (&["generate", "--help"], &["--model", "--prompt", "--chat", "--max-new-tokens", "--stop", "--no-stop", "[default: 128]"]),
+        (
+            &["generate", "--help"],
+            &["--model", "--prompt", "--chat", "--max-new-tokens", "--stop", "--no-stop", "[default: 128]"],
+        ),
         (
             &["eval", "--help"],
             &[
-                "--model", "--task", "--prompt", "--prompt-from", "--split", "--limit", "--batch-size",
-                "--max-reasoning-tokens", "--out", "--compare", "--joiner", "--frozen-prefix", "[default: test]", "[default: 8]",
+                "--model",
+                "--task",
+                "--prompt",
+                "--prompt-from",
+                "--split",
+                "--limit",
+                "--batch-size",
+                "--max-reasoning-tokens",
+                "--out",
+                "--compare",
+                "--joiner",
+                "--frozen-prefix",
+                "[default: test]",
+                "[default: 8]",
             ],
         ),
         (
             &["optimize", "--help"],
             &[
-                "--model", "--task", "--config", "--steps", "--train", "--seed", "--out", "--resume",
-                "--max-reasoning-tokens", "--batch-size", "--eval-limit", "--no-final-eval",
+                "--model",
+                "--task",
+                "--config",
+                "--steps",
+                "--train",
+                "--seed",
+                "--out",
+                "--resume",
+                "--max-reasoning-tokens",
+                "--batch-size",
+                "--eval-limit",
+                "--no-final-eval",
             ],
         ),
         (&["report", "--help"], &["<DIR>", "report.json"]),
@@ -139,7 +173,8 @@ fn missing_data_says_how_to_get_it() {
     let err = fails(greater().args(["eval", "--task", "bbh/snarks"]).env("GREATER_DATA", empty.path()));
     assert!(err.contains("snarks") && err.contains("fetch-data"), "{err}");
     // GREATER_DATA unset, and no target/data in the working directory.
-    let err = fails(greater().args(["eval", "--task", "bbh/snarks"]).env_remove("GREATER_DATA").current_dir(empty.path()));
+    let err =
+        fails(greater().args(["eval", "--task", "bbh/snarks"]).env_remove("GREATER_DATA").current_dir(empty.path()));
     assert!(err.contains("GREATER_DATA") && err.contains("cargo xtask fetch-data"), "{err}");
 }
 
@@ -164,7 +199,16 @@ fn generate_streams_text() {
     let Some(_) = smollm2() else { return };
     let _lock = MODEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let out = greater()
-        .args(["generate", "--model", MODEL, "--prompt", "What is the capital of France?", "--chat", "--max-new-tokens", "8"])
+        .args([
+            "generate",
+            "--model",
+            MODEL,
+            "--prompt",
+            "What is the capital of France?",
+            "--chat",
+            "--max-new-tokens",
+            "8",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -186,8 +230,19 @@ fn eval_writes_records_and_summary() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("eval");
     let stdout = ok(&[
-        "eval", "--model", MODEL, "--task", "gen/boolean_expressions", "--limit", "2", "--max-reasoning-tokens", "16",
-        "--compare", "think.", "--out", out.to_str().unwrap(),
+        "eval",
+        "--model",
+        MODEL,
+        "--task",
+        "gen/boolean_expressions",
+        "--limit",
+        "2",
+        "--max-reasoning-tokens",
+        "16",
+        "--compare",
+        "think.",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(stdout.contains("McNemar p"), "{stdout}");
     assert!(stdout.contains("accuracy") && stdout.contains("95% CI") && stdout.contains("s/example"), "{stdout}");
@@ -196,7 +251,8 @@ fn eval_writes_records_and_summary() {
     for (i, line) in records.lines().enumerate() {
         let r: Value = serde_json::from_str(line).unwrap();
         assert_eq!(r["index"], i);
-        for k in ["input", "user_turn", "reasoning", "raw_answer", "gold", "correct", "flexible_correct", "constrained"] {
+        for k in ["input", "user_turn", "reasoning", "raw_answer", "gold", "correct", "flexible_correct", "constrained"]
+        {
             assert!(r.get(k).is_some(), "record {i} lacks {k}: {r}");
         }
         assert!(r["reasoning_tokens"].as_u64().unwrap() <= 16, "{r}");
@@ -263,9 +319,23 @@ fn optimize_writes_a_report() {
     let run_dir = dir.path().join("run");
     let config = no_early_stop(&run_dir);
     let stdout = ok(&[
-        "optimize", "--model", MODEL, "--task", "gen/boolean_expressions", "--train", "4", "--steps", "2",
-        "--max-reasoning-tokens", "32", "--eval-limit", "4", "--config", config.to_str().unwrap(),
-        "--out", run_dir.to_str().unwrap(),
+        "optimize",
+        "--model",
+        MODEL,
+        "--task",
+        "gen/boolean_expressions",
+        "--train",
+        "4",
+        "--steps",
+        "2",
+        "--max-reasoning-tokens",
+        "32",
+        "--eval-limit",
+        "4",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        run_dir.to_str().unwrap(),
     ]);
     assert!(stdout.contains("final prompt") && stdout.contains("report.html"), "{stdout}");
     let r = read_json(&run_dir.join("report.json"));
@@ -295,8 +365,17 @@ fn optimize_writes_a_report() {
     // `eval --prompt-from` evaluates the final prompt by its ids on the same model.
     let ev = dir.path().join("eval");
     ok(&[
-        "eval", "--prompt-from", run_dir.to_str().unwrap(), "--task", "gen/boolean_expressions", "--limit", "2",
-        "--max-reasoning-tokens", "8", "--out", ev.to_str().unwrap(),
+        "eval",
+        "--prompt-from",
+        run_dir.to_str().unwrap(),
+        "--task",
+        "gen/boolean_expressions",
+        "--limit",
+        "2",
+        "--max-reasoning-tokens",
+        "8",
+        "--out",
+        ev.to_str().unwrap(),
     ]);
     let s = read_json(&ev.join("summary.json"));
     assert_eq!(s["prompt_ids"], r["final_prompt_ids"], "{s}");

@@ -133,7 +133,13 @@ pub fn token_gradients(
         .map(|e| {
             let g = grad[e * n_c..(e + 1) * n_c].to_vec();
             grad_sum.iter_mut().zip(&g).for_each(|(s, x)| *s += x);
-            ExampleGrad { grad_total: g, loss_answer: la[e], loss_control: lc[e], loss_total: lt[e], mistake: mistakes[e] }
+            ExampleGrad {
+                grad_total: g,
+                loss_answer: la[e],
+                loss_control: lc[e],
+                loss_total: lt[e],
+                mistake: mistakes[e],
+            }
         })
         .collect();
     Ok(GradOutput { examples, grad_sum })
@@ -282,11 +288,8 @@ impl Forward {
     /// Loss values and mistake flags on the host.
     fn read(self, batch: &Batch) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<bool>) {
         let argmax: Vec<i64> = self.logits.argmax(1).try_into_vec_as::<i64>().expect("reading argmax");
-        let mistakes = batch
-            .answer_rows
-            .iter()
-            .map(|rows| rows.iter().any(|&k| argmax[k] != batch.targets[k]))
-            .collect();
+        let mistakes =
+            batch.answer_rows.iter().map(|rows| rows.iter().any(|&k| argmax[k] != batch.targets[k])).collect();
         (
             download(self.loss_answer.detach()),
             download(self.loss_control.detach()),
@@ -324,9 +327,11 @@ pub fn score_sequences(
         let mut candidates = first.clone();
         candidates.sort_unstable();
         candidates.dedup();
-        let examples: Vec<GradExample<'_>> = chunk.iter().map(|&i| GradExample { seq: &seqs[i], position: 0 }).collect();
+        let examples: Vec<GradExample<'_>> =
+            chunk.iter().map(|&i| GradExample { seq: &seqs[i], position: 0 }).collect();
         let batch = Batch::new(&examples, &candidates)?;
-        let onehot = Tensor::<2>::from_data(TensorData::new(batch.onehot.clone(), [batch.b, candidates.len()]), model.device());
+        let onehot =
+            Tensor::<2>::from_data(TensorData::new(batch.onehot.clone(), [batch.b, candidates.len()]), model.device());
         let fwd = batch.forward(model, &candidates, onehot, opts);
         let (la, lc, _, mistakes) = fwd.read(&batch);
         for (k, &i) in chunk.iter().enumerate() {

@@ -71,8 +71,8 @@ fn batched_gradients_equal_single_example_gradients() {
 fn current_token_must_be_a_candidate() {
     let model = tiny(Family::Llama);
     let s = seq(&[1, 2], &[10, 11], &[20], &[40]);
-    let err = token_gradients(&model, &[GradExample { seq: &s, position: 0 }], &[3, 4], &GradOptions::default())
-        .unwrap_err();
+    let err =
+        token_gradients(&model, &[GradExample { seq: &s, position: 0 }], &[3, 4], &GradOptions::default()).unwrap_err();
     assert!(err.to_string().contains("not among the candidates"), "{err}");
     assert_eq!(s.range(Part::Control), 2..4);
 }

@@ -31,9 +31,14 @@ fn locate(name: &str) -> Option<(PathBuf, PathBuf)> {
 
 fn check(name: &str) {
     let Some((model_path, golden)) = locate(name) else { return };
-    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(golden.join("gradient.json")).unwrap()).unwrap();
-    let ids = |v: &serde_json::Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
-    let f = |v: &serde_json::Value| -> Vec<f32> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+    let g: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(golden.join("gradient.json")).unwrap()).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
+    let f = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    };
     let all = ids(&g["ids"]);
     let slice = |k: &str| -> (usize, usize) {
         let s = &g["slices"][k];
@@ -68,7 +73,10 @@ fn check(name: &str) {
         let norm = want.iter().map(|x| x * x).sum::<f32>().sqrt();
         let rel = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt() / norm.max(1e-12);
         eprintln!("{name} {what}: max |diff| {max_abs:.3e}, rel L2 {rel:.3e}");
-        assert!(max_abs <= 1e-4 || rel <= 2e-4, "{name} {what}: max |diff| {max_abs:e}, rel L2 {rel:e}\n got {got:?}\nwant {want:?}");
+        assert!(
+            max_abs <= 1e-4 || rel <= 2e-4,
+            "{name} {what}: max |diff| {max_abs:e}, rel L2 {rel:e}\n got {got:?}\nwant {want:?}"
+        );
     };
     compare("grad_total_onehot", &e.grad_total, &f(&g["grad_total_onehot"]));
     // The answer-only gradient: the same pass with the prompt-NLL weight at zero.

@@ -51,10 +51,7 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A message with any role.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
+        Self { role: role.into(), content: content.into() }
     }
 
     /// A `system` message.
@@ -100,19 +97,8 @@ impl ChatTemplate {
         let (text, origin, name) = (text.into(), origin.into(), name.into());
         let mut env = environment();
         env.add_template_owned(name.clone(), text.clone())
-            .map_err(|e| LoadError::Template {
-                path: origin.clone(),
-                reason: format!("`{name}`: {}", describe(&e)),
-            })?;
-        Ok(Self {
-            env,
-            name,
-            text,
-            source,
-            origin,
-            bos_token: tokenizer.bos_token(),
-            eos_token: tokenizer.eos_token(),
-        })
+            .map_err(|e| LoadError::Template { path: origin.clone(), reason: format!("`{name}`: {}", describe(&e)) })?;
+        Ok(Self { env, name, text, source, origin, bos_token: tokenizer.bos_token(), eos_token: tokenizer.eos_token() })
     }
 
     /// The template of a GGUF model: `tokenizer.chat_template`, or the `family` fallback when the
@@ -150,13 +136,7 @@ impl ChatTemplate {
         match json.get("chat_template") {
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::String(text)) => {
-                return Self::new(
-                    text.as_str(),
-                    TemplateSource::Model,
-                    path,
-                    "chat_template",
-                    tokenizer,
-                );
+                return Self::new(text.as_str(), TemplateSource::Model, path, "chat_template", tokenizer);
             }
             Some(serde_json::Value::Array(named)) => {
                 let template_named = |wanted: Option<&str>| {
@@ -166,9 +146,7 @@ impl ChatTemplate {
                         (wanted.is_none() || wanted == Some(name)).then(|| (name, text))
                     })
                 };
-                if let Some((name, text)) =
-                    template_named(Some("default")).or_else(|| template_named(None))
-                {
+                if let Some((name, text)) = template_named(Some("default")).or_else(|| template_named(None)) {
                     let field = format!("chat_template[{name}]");
                     return Self::new(text, TemplateSource::Model, path, field, tokenizer);
                 }
@@ -177,22 +155,14 @@ impl ChatTemplate {
                 return Err(LoadError::BadField {
                     path: path.into(),
                     field: "chat_template".into(),
-                    reason: format!(
-                        "expected a string or a list of named templates, found {other}"
-                    ),
+                    reason: format!("expected a string or a list of named templates, found {other}"),
                 });
             }
         }
         let jinja = path.with_file_name("chat_template.jinja");
         if jinja.is_file() {
             let text = std::fs::read_to_string(&jinja).map_err(|e| LoadError::io(&jinja, e))?;
-            return Self::new(
-                text,
-                TemplateSource::Model,
-                &jinja,
-                "chat_template.jinja",
-                tokenizer,
-            );
+            return Self::new(text, TemplateSource::Model, &jinja, "chat_template.jinja", tokenizer);
         }
         Self::fallback(family, tokenizer)
     }
@@ -203,28 +173,15 @@ impl ChatTemplate {
             Family::Gemma2 | Family::Gemma3 => GEMMA_FALLBACK_TEMPLATE,
             Family::Llama | Family::Qwen2 => CHATML_FALLBACK_TEMPLATE,
         };
-        tracing::info!(
-            ?family,
-            "the model has no chat template; using the built-in one"
-        );
+        tracing::info!(?family, "the model has no chat template; using the built-in one");
         let origin = format!("<built-in {family:?} chat template>");
-        Self::new(
-            text,
-            TemplateSource::Fallback(family),
-            origin,
-            "fallback",
-            tokenizer,
-        )
+        Self::new(text, TemplateSource::Fallback(family), origin, "fallback", tokenizer)
     }
 
     /// Renders `messages`. With `add_generation_prompt`, the template's opening of an assistant
     /// turn is appended. The result is meant for `encode(.., add_special = false)`: templates write
     /// BOS themselves.
-    pub fn render(
-        &self,
-        messages: &[ChatMessage],
-        add_generation_prompt: bool,
-    ) -> Result<String, LoadError> {
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, LoadError> {
         let mut ctx: BTreeMap<&str, Value> = BTreeMap::new();
         ctx.insert("messages", Value::from_serialize(messages));
         ctx.insert("add_generation_prompt", Value::from(add_generation_prompt));
@@ -239,11 +196,7 @@ impl ChatTemplate {
             path: self.origin.clone(),
             reason: format!("`{}`: rendering failed: {}", self.name, describe(&e)),
         };
-        self.env
-            .get_template(&self.name)
-            .map_err(error)?
-            .render(ctx)
-            .map_err(error)
+        self.env.get_template(&self.name).map_err(error)?.render(ctx).map_err(error)
     }
 
     /// Whether the template is the model's own or a built-in fallback.
@@ -268,15 +221,10 @@ fn environment() -> Environment<'static> {
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function(
-        "raise_exception",
-        |message: String| -> Result<Value, Error> {
-            Err(Error::new(ErrorKind::InvalidOperation, message))
-        },
-    );
-    env.add_function("strftime_now", |format: String| {
-        strftime(&format, now_utc())
+    env.add_function("raise_exception", |message: String| -> Result<Value, Error> {
+        Err(Error::new(ErrorKind::InvalidOperation, message))
     });
+    env.add_function("strftime_now", |format: String| strftime(&format, now_utc()));
     env.add_filter("tojson", tojson);
     // Python prints booleans and None capitalised; minijinja would write `true` and `none`.
     env.set_formatter(|out, state, value| match value.kind() {
@@ -309,12 +257,7 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
     Ok(Value::from_safe_string(out))
 }
 
-fn write_json(
-    value: &Value,
-    indent: Option<usize>,
-    depth: usize,
-    out: &mut String,
-) -> Result<(), Error> {
+fn write_json(value: &Value, indent: Option<usize>, depth: usize, out: &mut String) -> Result<(), Error> {
     let newline = |out: &mut String, depth: usize| {
         if let Some(width) = indent {
             out.push('\n');
@@ -329,8 +272,7 @@ fn write_json(
         ValueKind::String => {
             let text = value.as_str().unwrap_or_default();
             out.push_str(
-                &serde_json::to_string(text)
-                    .map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))?,
+                &serde_json::to_string(text).map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))?,
             );
         }
         ValueKind::Seq | ValueKind::Iterable => {
@@ -366,10 +308,7 @@ fn write_json(
             out.push('}');
         }
         _ => {
-            return Err(Error::new(
-                ErrorKind::BadSerialization,
-                format!("cannot convert {} to JSON", value.kind()),
-            ));
+            return Err(Error::new(ErrorKind::BadSerialization, format!("cannot convert {} to JSON", value.kind())));
         }
     }
     Ok(())
@@ -377,9 +316,7 @@ fn write_json(
 
 /// Seconds since the Unix epoch, UTC.
 fn now_utc() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Python's `strftime` for the codes chat templates use (`%d %b %Y` in Llama 3.x):
@@ -399,15 +336,7 @@ fn strftime(format: &str, unix_seconds: u64) -> String {
         "November",
         "December",
     ];
-    const DAYS: [&str; 7] = [
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-    ];
+    const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
     let days = (unix_seconds / 86_400) as i64;
     let secs = unix_seconds % 86_400;
     let (year, month, day) = civil_from_days(days);
@@ -469,10 +398,7 @@ mod tests {
         // 2024-07-26 00:00:00 UTC (Llama 3.1's default date) = 19 930 days after the epoch.
         let t = 19_930 * 86_400 + 13 * 3600 + 5 * 60 + 9;
         assert_eq!(strftime("%d %b %Y", t), "26 Jul 2024");
-        assert_eq!(
-            strftime("%A %B %e, %H:%M:%S %% %q", t),
-            "Friday July 26, 13:05:09 % %q"
-        );
+        assert_eq!(strftime("%A %B %e, %H:%M:%S %% %q", t), "Friday July 26, 13:05:09 % %q");
         assert_eq!(strftime("%Y-%m-%d", 0), "1970-01-01");
         // 2000-02-29, a leap day: 11 016 days.
         assert_eq!(strftime("%Y-%m-%d %a", 11_016 * 86_400), "2000-02-29 Tue");

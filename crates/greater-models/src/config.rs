@@ -217,11 +217,7 @@ pub(crate) fn gemma2_layers(num_layers: usize, window: usize) -> Vec<LayerAttent
 ///
 /// transformers' `sliding_window_pattern` (6 for every released Gemma 3), so with 18 layers
 /// layers 5, 11 and 17 are global.
-pub(crate) fn interleaved_layers(
-    num_layers: usize,
-    window: usize,
-    pattern: usize,
-) -> Vec<LayerAttention> {
+pub(crate) fn interleaved_layers(num_layers: usize, window: usize, pattern: usize) -> Vec<LayerAttention> {
     (0..num_layers)
         .map(|i| {
             if pattern != 0 && (i + 1) % pattern == 0 {

@@ -23,10 +23,7 @@ pub fn default_device() -> Device {
 }
 
 /// The device selected by this build's cargo features.
-#[cfg(all(
-    feature = "ndarray",
-    not(any(feature = "cuda", feature = "wgpu", feature = "flex"))
-))]
+#[cfg(all(feature = "ndarray", not(any(feature = "cuda", feature = "wgpu", feature = "flex"))))]
 #[allow(deprecated)] // burn 0.22 deprecates the ndarray device in favour of flex
 pub fn default_device() -> Device {
     Device::ndarray()

@@ -165,18 +165,11 @@ pub fn resolve_in(cache: Option<&Path>, name_or_path: &str) -> Result<PathBuf, L
         return Ok(as_path.to_path_buf());
     }
     let Some(model) = lookup(name_or_path) else {
-        return Err(LoadError::UnknownModel {
-            name: name_or_path.to_owned(),
-            known: known_names().join(", "),
-        });
+        return Err(LoadError::UnknownModel { name: name_or_path.to_owned(), known: known_names().join(", ") });
     };
     let Some(cache) = cache else {
         return Err(LoadError::NoCacheDir);
     };
     let path = model_path_in(cache, model.name);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(LoadError::NotFetched { model: model.name.to_owned(), path })
-    }
+    if path.is_file() { Ok(path) } else { Err(LoadError::NotFetched { model: model.name.to_owned(), path }) }
 }

@@ -17,8 +17,8 @@ pub mod loading;
 pub mod model;
 pub mod tokenizer;
 
-pub use error::LoadError;
 pub use arch::{AnyModel, CausalLm};
 pub use cache::KvCache;
 pub use config::ModelConfig;
 pub use device::default_device;
+pub use error::LoadError;

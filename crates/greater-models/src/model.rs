@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
+use crate::LoadError;
 use crate::arch::{AnyModel, CausalLm};
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::config::ModelConfig;
@@ -15,7 +16,6 @@ use crate::loading::GgufFile;
 use crate::loading::gguf_weights::GgufWeights;
 use crate::loading::safetensors::SafetensorsWeights;
 use crate::tokenizer::Tokenizer;
-use crate::LoadError;
 
 /// The file layout a model came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -44,11 +44,7 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Load a GGUF file or a Hugging Face folder onto `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self, LoadError> {
-        if path.is_dir() {
-            Self::load_hf(path, device)
-        } else {
-            Self::load_gguf(path, device)
-        }
+        if path.is_dir() { Self::load_hf(path, device) } else { Self::load_gguf(path, device) }
     }
 
     fn load_gguf(path: &Path, device: &Device) -> Result<Self, LoadError> {

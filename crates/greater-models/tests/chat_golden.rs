@@ -53,10 +53,7 @@ fn check(name: &str, family: Family, want_source: TemplateSource) {
     let template = ChatTemplate::from_gguf(file.metadata(), &model, family, &tok).unwrap();
     assert_eq!(template.source(), want_source);
     // The template is the one the golden run used, character for character.
-    let golden_template = read_json(&cases_path)["chat_template"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let golden_template = read_json(&cases_path)["chat_template"].as_str().unwrap().to_owned();
     assert_eq!(template.text(), golden_template);
 
     let messages: Vec<ChatMessage> = serde_json::from_value(golden["messages"].clone()).unwrap();
@@ -65,45 +62,23 @@ fn check(name: &str, family: Family, want_source: TemplateSource) {
     let rendered = template.render(&messages, true).unwrap();
     assert_eq!(rendered, golden["rendered"].as_str().unwrap());
     let without = template.render(&messages, false).unwrap();
-    assert_eq!(
-        without,
-        golden["rendered_without_generation_prompt"]
-            .as_str()
-            .unwrap()
-    );
+    assert_eq!(without, golden["rendered_without_generation_prompt"].as_str().unwrap());
 
-    let want_ids: Vec<u32> = golden["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
+    let want_ids: Vec<u32> = golden["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     assert_eq!(tok.encode(&rendered, false).unwrap(), want_ids);
 }
 
 #[test]
 fn smollm2_renders_its_own_template() {
-    check(
-        "smollm2-135m-instruct",
-        Family::Llama,
-        TemplateSource::Model,
-    );
+    check("smollm2-135m-instruct", Family::Llama, TemplateSource::Model);
 }
 
 #[test]
 fn gemma3_renders_the_gemma_fallback() {
-    check(
-        "gemma3-270m",
-        Family::Gemma3,
-        TemplateSource::Fallback(Family::Gemma3),
-    );
+    check("gemma3-270m", Family::Gemma3, TemplateSource::Fallback(Family::Gemma3));
 }
 
 #[test]
 fn qwen2_renders_its_own_template() {
-    check(
-        "qwen2.5-coder-0.5b-instruct",
-        Family::Qwen2,
-        TemplateSource::Model,
-    );
+    check("qwen2.5-coder-0.5b-instruct", Family::Qwen2, TemplateSource::Model);
 }

@@ -13,30 +13,13 @@ use greater_models::tokenizer::Tokenizer;
 /// A tokenizer whose BOS is `<bos>` and EOS `<eos>`.
 fn tokenizer() -> Tokenizer {
     let mut md = Metadata::new("tiny.gguf");
-    let strings = |items: &[&str]| {
-        MetaValue::Array(
-            items
-                .iter()
-                .map(|s| MetaValue::String(s.to_string()))
-                .collect(),
-        )
-    };
-    md.insert(
-        "tokenizer.ggml.model".into(),
-        MetaValue::String("gpt2".into()),
-    );
-    md.insert(
-        "tokenizer.ggml.tokens".into(),
-        strings(&["<bos>", "<eos>", "a"]),
-    );
+    let strings = |items: &[&str]| MetaValue::Array(items.iter().map(|s| MetaValue::String(s.to_string())).collect());
+    md.insert("tokenizer.ggml.model".into(), MetaValue::String("gpt2".into()));
+    md.insert("tokenizer.ggml.tokens".into(), strings(&["<bos>", "<eos>", "a"]));
     md.insert("tokenizer.ggml.merges".into(), strings(&[]));
     md.insert(
         "tokenizer.ggml.token_type".into(),
-        MetaValue::Array(vec![
-            MetaValue::I32(3),
-            MetaValue::I32(3),
-            MetaValue::I32(1),
-        ]),
+        MetaValue::Array(vec![MetaValue::I32(3), MetaValue::I32(3), MetaValue::I32(1)]),
     );
     md.insert("tokenizer.ggml.bos_token_id".into(), MetaValue::U32(0));
     md.insert("tokenizer.ggml.eos_token_id".into(), MetaValue::U32(1));
@@ -44,14 +27,7 @@ fn tokenizer() -> Tokenizer {
 }
 
 fn template(text: &str) -> ChatTemplate {
-    ChatTemplate::new(
-        text,
-        TemplateSource::Model,
-        "test.json",
-        "chat_template",
-        &tokenizer(),
-    )
-    .unwrap()
+    ChatTemplate::new(text, TemplateSource::Model, "test.json", "chat_template", &tokenizer()).unwrap()
 }
 
 fn user(content: &str) -> Vec<ChatMessage> {
@@ -80,23 +56,15 @@ fn chatml_fallback_serves_llama_and_qwen2() {
     for family in [Family::Llama, Family::Qwen2] {
         let t = ChatTemplate::fallback(family, &tokenizer()).unwrap();
         assert_eq!(t.source(), TemplateSource::Fallback(family));
-        assert_eq!(
-            t.render(&user("Hi"), false).unwrap(),
-            "<|im_start|>user\nHi<|im_end|>\n"
-        );
-        assert_eq!(
-            t.render(&user("Hi"), true).unwrap(),
-            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
-        );
+        assert_eq!(t.render(&user("Hi"), false).unwrap(), "<|im_start|>user\nHi<|im_end|>\n");
+        assert_eq!(t.render(&user("Hi"), true).unwrap(), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
     }
 }
 
 #[test]
 fn environment_behaves_like_transformers() {
     // trim_blocks drops the newline after a block tag; lstrip_blocks the indentation before one.
-    let t = template(
-        "{% for m in messages %}\n    {% if true %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}",
-    );
+    let t = template("{% for m in messages %}\n    {% if true %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}");
     assert_eq!(t.render(&user("x"), false).unwrap(), "[x]\n");
     // Python string methods.
     let t = template(
@@ -107,34 +75,19 @@ fn environment_behaves_like_transformers() {
     let t = template("{{ bos_token }}{{ eos_token }}{{ add_generation_prompt }}");
     assert_eq!(t.render(&user(""), true).unwrap(), "<bos><eos>True");
     // Python prints None capitalised; an undefined name prints nothing.
-    assert_eq!(
-        template("{{ none }}|{{ tools }}")
-            .render(&user(""), false)
-            .unwrap(),
-        "None|"
-    );
+    assert_eq!(template("{{ none }}|{{ tools }}").render(&user(""), false).unwrap(), "None|");
     // tojson as Python's json.dumps(ensure_ascii=False): ", " and ": ", no HTML escaping.
-    let t = template(
-        "{{ {'a': 1, 'b': [true, none, 'é<\"']} | tojson }}|{{ [1, 2] | tojson(indent=2) }}",
-    );
-    assert_eq!(
-        t.render(&user(""), false).unwrap(),
-        "{\"a\": 1, \"b\": [true, null, \"é<\\\"\"]}|[\n  1,\n  2\n]"
-    );
+    let t = template("{{ {'a': 1, 'b': [true, none, 'é<\"']} | tojson }}|{{ [1, 2] | tojson(indent=2) }}");
+    assert_eq!(t.render(&user(""), false).unwrap(), "{\"a\": 1, \"b\": [true, null, \"é<\\\"\"]}|[\n  1,\n  2\n]");
 }
 
 #[test]
 fn raise_exception_becomes_a_template_error() {
-    let t = template(
-        "{% if messages[0].role != 'system' %}{{ raise_exception('system first') }}{% endif %}",
-    );
+    let t = template("{% if messages[0].role != 'system' %}{{ raise_exception('system first') }}{% endif %}");
     match t.render(&user("x"), false) {
         Err(LoadError::Template { path, reason }) => {
             assert_eq!(path, Path::new("test.json"));
-            assert!(
-                reason.contains("`chat_template`") && reason.contains("system first"),
-                "{reason}"
-            );
+            assert!(reason.contains("`chat_template`") && reason.contains("system first"), "{reason}");
         }
         other => panic!("expected a template error, got {other:?}"),
     }
@@ -152,33 +105,20 @@ fn a_syntax_error_names_the_template_source() {
     ) {
         Err(LoadError::Template { path, reason }) => {
             assert_eq!(path, Path::new("model.gguf"));
-            assert!(
-                reason.starts_with("`tokenizer.chat_template`: "),
-                "{reason}"
-            );
+            assert!(reason.starts_with("`tokenizer.chat_template`: "), "{reason}");
         }
         other => panic!("expected a template error, got {other:?}"),
     }
 
     let mut md = Metadata::new("model.gguf");
-    md.insert(
-        "tokenizer.chat_template".into(),
-        MetaValue::String("{{ ".into()),
-    );
+    md.insert("tokenizer.chat_template".into(), MetaValue::String("{{ ".into()));
     let err = ChatTemplate::from_gguf(&md, "model.gguf", Family::Llama, &tok).unwrap_err();
     assert!(matches!(err, LoadError::Template { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .starts_with("model.gguf: chat template: `tokenizer.chat_template`"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("model.gguf: chat template: `tokenizer.chat_template`"), "{err}");
 
     md.insert("tokenizer.chat_template".into(), MetaValue::U32(3));
     let err = ChatTemplate::from_gguf(&md, "model.gguf", Family::Llama, &tok).unwrap_err();
-    assert!(
-        matches!(err, LoadError::BadField { ref field, .. } if field == "tokenizer.chat_template"),
-        "{err:?}"
-    );
+    assert!(matches!(err, LoadError::BadField { ref field, .. } if field == "tokenizer.chat_template"), "{err:?}");
 }
 
 #[test]
@@ -186,10 +126,7 @@ fn gguf_without_a_template_falls_back_by_family() {
     let md = Metadata::new("model.gguf");
     let t = ChatTemplate::from_gguf(&md, "model.gguf", Family::Gemma3, &tokenizer()).unwrap();
     assert_eq!(t.source(), TemplateSource::Fallback(Family::Gemma3));
-    assert_eq!(
-        t.render(&user("Hi"), false).unwrap(),
-        "<bos><start_of_turn>user\nHi<end_of_turn>\n"
-    );
+    assert_eq!(t.render(&user("Hi"), false).unwrap(), "<bos><start_of_turn>user\nHi<end_of_turn>\n");
 }
 
 #[test]
@@ -198,16 +135,9 @@ fn tokenizer_config_templates_are_found() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tokenizer_config.json");
 
-    std::fs::write(
-        &config,
-        r#"{"chat_template": "A{{ messages[0].content }}"}"#,
-    )
-    .unwrap();
+    std::fs::write(&config, r#"{"chat_template": "A{{ messages[0].content }}"}"#).unwrap();
     let t = ChatTemplate::from_tokenizer_config(&config, Family::Llama, &tok).unwrap();
-    assert_eq!(
-        (t.source(), t.render(&user("x"), false).unwrap()),
-        (TemplateSource::Model, "Ax".to_owned())
-    );
+    assert_eq!((t.source(), t.render(&user("x"), false).unwrap()), (TemplateSource::Model, "Ax".to_owned()));
 
     std::fs::write(
         &config,
@@ -221,16 +151,9 @@ fn tokenizer_config_templates_are_found() {
     std::fs::write(&config, r#"{"bos_token": "<bos>"}"#).unwrap();
     let t = ChatTemplate::from_tokenizer_config(&config, Family::Qwen2, &tok).unwrap();
     assert_eq!(t.source(), TemplateSource::Fallback(Family::Qwen2));
-    std::fs::write(
-        dir.path().join("chat_template.jinja"),
-        "J{{ messages[0].content }}",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("chat_template.jinja"), "J{{ messages[0].content }}").unwrap();
     let t = ChatTemplate::from_tokenizer_config(&config, Family::Qwen2, &tok).unwrap();
-    assert_eq!(
-        (t.source(), t.render(&user("x"), false).unwrap()),
-        (TemplateSource::Model, "Jx".to_owned())
-    );
+    assert_eq!((t.source(), t.render(&user("x"), false).unwrap()), (TemplateSource::Model, "Jx".to_owned()));
     assert_eq!(t.origin(), dir.path().join("chat_template.jinja"));
 
     // A broken template names the config file.

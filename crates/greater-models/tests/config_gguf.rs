@@ -64,10 +64,7 @@ fn vocab_size_falls_back_to_arch_key_and_linear_scaling_is_read() {
 
     m.insert("llama.rope.scaling.type".into(), MetaValue::String("yarn".into()));
     let err = ModelConfig::from_gguf(&m, true).unwrap_err();
-    assert!(
-        matches!(&err, LoadError::BadField { field, .. } if field == "llama.rope.scaling.type"),
-        "{err}"
-    );
+    assert!(matches!(&err, LoadError::BadField { field, .. } if field == "llama.rope.scaling.type"), "{err}");
 }
 
 #[test]
@@ -105,8 +102,7 @@ fn gemma3_every_sixth_layer_is_global() {
     m.insert("gemma3.attention.sliding_window".into(), MetaValue::U32(8));
     m.insert("gemma3.attention.key_length".into(), MetaValue::U32(32));
     let c = ModelConfig::from_gguf(&m, false).unwrap();
-    let global: Vec<usize> =
-        (0..12).filter(|&i| c.layer_attention[i] == LayerAttention::Global).collect();
+    let global: Vec<usize> = (0..12).filter(|&i| c.layer_attention[i] == LayerAttention::Global).collect();
     assert_eq!(global, [5, 11]);
     assert_eq!(c.layer_attention[0], LayerAttention::Sliding { window: 8 });
     assert_eq!((c.rope_theta, c.rope_local_theta), (1_000_000.0, 10_000.0));
@@ -159,10 +155,7 @@ fn invalid_metadata_fails_validation() {
     let mut m = base_meta("llama");
     m.insert("llama.attention.head_count_kv".into(), MetaValue::U32(3));
     let err = ModelConfig::from_gguf(&m, false).unwrap_err();
-    assert!(
-        matches!(&err, LoadError::BadField { field, .. } if field == "num_key_value_heads"),
-        "{err}"
-    );
+    assert!(matches!(&err, LoadError::BadField { field, .. } if field == "num_key_value_heads"), "{err}");
 }
 
 /// Parses the cached GGUF of `name` and the golden transformers config of the same file.
@@ -170,9 +163,7 @@ fn cached_and_golden(name: &str) -> Option<(ModelConfig, ModelConfig, serde_json
     let path = common::model_path(name)?;
     let golden = common::golden_dir(name)?;
     let file = GgufFile::open(&path).unwrap();
-    let from_gguf =
-        ModelConfig::from_gguf(file.metadata(), file.tensor_info("output.weight").is_some())
-            .unwrap();
+    let from_gguf = ModelConfig::from_gguf(file.metadata(), file.tensor_info("output.weight").is_some()).unwrap();
     let meta = common::json(golden.join("meta.json"));
     let hf = meta["hf_config"].clone();
     let from_hf = ModelConfig::from_hf_json(&hf, &golden.join("meta.json")).unwrap();
@@ -222,13 +213,10 @@ fn gemma3_270m_gguf_matches_golden_config() {
     assert_eq!(c.query_pre_attn_scalar, 256.0);
     assert_eq!(c.embed_scale, 25.298_221_588_134_766);
     assert_eq!((c.attn_logit_softcapping, c.final_logit_softcapping), (0.0, 0.0));
-    let global: Vec<usize> =
-        (0..18).filter(|&i| c.layer_attention[i] == LayerAttention::Global).collect();
+    let global: Vec<usize> = (0..18).filter(|&i| c.layer_attention[i] == LayerAttention::Global).collect();
     assert_eq!(global, [5, 11, 17]);
     assert!(
-        c.layer_attention
-            .iter()
-            .all(|a| matches!(a, LayerAttention::Global | LayerAttention::Sliding { window: 512 }))
+        c.layer_attention.iter().all(|a| matches!(a, LayerAttention::Global | LayerAttention::Sliding { window: 512 }))
     );
     assert_eq!(hf["sliding_window"], 512);
     assert!(c.tie_word_embeddings && c.qk_norm && c.sandwich_norms && c.norm_unit_offset);

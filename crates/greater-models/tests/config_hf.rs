@@ -2,9 +2,7 @@
 //! `num_parameters`.
 
 use greater_models::LoadError;
-use greater_models::config::{
-    Activation, Family, LayerAttention, Llama3RopeScaling, ModelConfig, RopeScaling,
-};
+use greater_models::config::{Activation, Family, LayerAttention, Llama3RopeScaling, ModelConfig, RopeScaling};
 use serde_json::json;
 
 /// Writes `value` as `config.json` in a fresh folder and reads it back (through the folder).
@@ -31,10 +29,7 @@ fn smollm2_style_llama_config() {
     .unwrap();
     assert_eq!(c.family, Family::Llama);
     assert_eq!(c.head_dim, 64, "576 / 9");
-    assert_eq!(
-        (c.rope_theta, c.rope_local_theta, c.rope_scaling),
-        (100_000.0, 100_000.0, RopeScaling::None)
-    );
+    assert_eq!((c.rope_theta, c.rope_local_theta, c.rope_scaling), (100_000.0, 100_000.0, RopeScaling::None));
     assert_eq!(c.rms_norm_eps, 1e-5);
     assert!(c.tie_word_embeddings && !c.attention_bias);
     assert_eq!(c.layer_attention, vec![G; 30]);
@@ -64,9 +59,7 @@ fn llama_defaults_and_llama3_scaling() {
     assert!(!c.tie_word_embeddings);
     assert_eq!((c.rms_norm_eps, c.max_position_embeddings), (1e-6, 2048));
 
-    let linear =
-        parse(json!({"model_type": "llama", "rope_scaling": {"type": "linear", "factor": 2.0}}))
-            .unwrap();
+    let linear = parse(json!({"model_type": "llama", "rope_scaling": {"type": "linear", "factor": 2.0}})).unwrap();
     assert_eq!(linear.rope_scaling, RopeScaling::Linear { factor: 2.0 });
     // Everything else from LlamaConfig.
     assert_eq!(
@@ -74,10 +67,8 @@ fn llama_defaults_and_llama3_scaling() {
         (32000, 4096, 32, 128)
     );
 
-    let err = parse(
-        json!({"model_type": "llama", "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}),
-    )
-    .unwrap_err();
+    let err =
+        parse(json!({"model_type": "llama", "rope_scaling": {"rope_type": "llama3", "factor": 8.0}})).unwrap_err();
     match err {
         LoadError::MissingFields { fields, .. } => assert_eq!(
             fields,
@@ -89,13 +80,8 @@ fn llama_defaults_and_llama3_scaling() {
         ),
         other => panic!("unexpected {other:?}"),
     }
-    let err =
-        parse(json!({"model_type": "llama", "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}))
-            .unwrap_err();
-    assert!(
-        matches!(&err, LoadError::BadField { field, .. } if field == "rope_scaling.rope_type"),
-        "{err}"
-    );
+    let err = parse(json!({"model_type": "llama", "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})).unwrap_err();
+    assert!(matches!(&err, LoadError::BadField { field, .. } if field == "rope_scaling.rope_type"), "{err}");
 }
 
 #[test]
@@ -114,8 +100,7 @@ fn mistral_slides_on_every_layer_unless_null() {
     assert_eq!(c.family, Family::Llama);
     assert_eq!(c.layer_attention, [sliding(4096); 3], "MistralConfig's default window");
     assert_eq!((c.num_key_value_heads, c.intermediate_size), (8, 14336));
-    let c = parse(json!({"model_type": "mistral", "num_hidden_layers": 3, "sliding_window": null}))
-        .unwrap();
+    let c = parse(json!({"model_type": "mistral", "num_hidden_layers": 3, "sliding_window": null})).unwrap();
     assert_eq!(c.layer_attention, [G; 3]);
 }
 
@@ -147,18 +132,13 @@ fn gemma2_defaults() {
     assert_eq!(c.layer_attention, [sliding(4096), G, sliding(4096), G]);
     assert_eq!((c.attn_logit_softcapping, c.final_logit_softcapping), (50.0, 30.0));
     assert_eq!(c.query_pre_attn_scalar, 256.0);
-    assert_eq!(
-        (c.vocab_size, c.hidden_size, c.head_dim, c.num_key_value_heads),
-        (256_000, 2304, 256, 4)
-    );
+    assert_eq!((c.vocab_size, c.hidden_size, c.head_dim, c.num_key_value_heads), (256_000, 2304, 256, 4));
     assert_eq!(c.embed_scale, 48.0, "sqrt(2304)");
     assert!(c.tie_word_embeddings && c.sandwich_norms && c.norm_unit_offset && !c.qk_norm);
     assert_eq!(c.hidden_act, Activation::GeluTanh);
     // An explicit null switches soft-capping off.
-    let c = parse(
-        json!({"model_type": "gemma2", "num_hidden_layers": 2, "attn_logit_softcapping": null,
-                         "final_logit_softcapping": 15.0}),
-    )
+    let c = parse(json!({"model_type": "gemma2", "num_hidden_layers": 2, "attn_logit_softcapping": null,
+                         "final_logit_softcapping": 15.0}))
     .unwrap();
     assert_eq!((c.attn_logit_softcapping, c.final_logit_softcapping), (0.0, 15.0));
 }
@@ -221,16 +201,10 @@ fn unsupported_and_malformed_configs_are_named() {
         LoadError::MissingFields { fields, .. } if fields == ["model_type"]));
     let err = parse(json!({"model_type": "llama", "hidden_size": "big"})).unwrap_err();
     assert!(matches!(&err, LoadError::BadField { field, .. } if field == "hidden_size"), "{err}");
-    let err = parse(json!({"model_type": "gemma3", "text_config": {"num_attention_heads": 1.5}}))
-        .unwrap_err();
-    assert!(
-        matches!(&err, LoadError::BadField { field, .. } if field == "text_config.num_attention_heads"),
-        "{err}"
-    );
-    let err = parse(
-        json!({"model_type": "llama", "num_hidden_layers": 2, "layer_types": ["full_attention"]}),
-    )
-    .unwrap_err();
+    let err = parse(json!({"model_type": "gemma3", "text_config": {"num_attention_heads": 1.5}})).unwrap_err();
+    assert!(matches!(&err, LoadError::BadField { field, .. } if field == "text_config.num_attention_heads"), "{err}");
+    let err =
+        parse(json!({"model_type": "llama", "num_hidden_layers": 2, "layer_types": ["full_attention"]})).unwrap_err();
     assert!(matches!(&err, LoadError::BadField { field, .. } if field == "layer_types"), "{err}");
     let err = parse(json!({"model_type": "llama", "hidden_act": "relu"})).unwrap_err();
     assert!(matches!(&err, LoadError::BadField { field, .. } if field == "hidden_act"), "{err}");
@@ -285,10 +259,7 @@ fn tiny_configs_are_valid_and_keep_family_features() {
         c.validate("tiny").unwrap();
         assert_eq!(c.family, family);
         assert_eq!((c.num_hidden_layers, c.hidden_size, c.vocab_size), (2, 32, 64));
-        assert_eq!(
-            (c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size),
-            (4, 2, 8, 64)
-        );
+        assert_eq!((c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size), (4, 2, 8, 64));
     }
     let g3 = ModelConfig::tiny(Family::Gemma3);
     assert_eq!(g3.layer_attention, [sliding(4), G]);
@@ -304,18 +275,9 @@ fn tiny_configs_are_valid_and_keep_family_features() {
 fn parameter_counts_by_hand() {
     // Per layer: q 32·32 + k,v 2·32·16 + o 32·32 = 3072; MLP 3·32·64 = 6144; two norms 64.
     // Embedding 64·32 = 2048, final norm 32, tied head.
-    assert_eq!(
-        ModelConfig::tiny(Family::Llama).num_parameters(),
-        2 * (3072 + 6144 + 64) + 2048 + 32
-    );
+    assert_eq!(ModelConfig::tiny(Family::Llama).num_parameters(), 2 * (3072 + 6144 + 64) + 2048 + 32);
     // Qwen2 adds q/k/v biases (32 + 16 + 16) and an untied head (2048).
-    assert_eq!(
-        ModelConfig::tiny(Family::Qwen2).num_parameters(),
-        2 * (3072 + 64 + 6144 + 64) + 2048 + 32 + 2048
-    );
+    assert_eq!(ModelConfig::tiny(Family::Qwen2).num_parameters(), 2 * (3072 + 64 + 6144 + 64) + 2048 + 32 + 2048);
     // Gemma 3: four norms (128) and q/k norms (2·8) per layer.
-    assert_eq!(
-        ModelConfig::tiny(Family::Gemma3).num_parameters(),
-        2 * (3072 + 6144 + 128 + 16) + 2048 + 32
-    );
+    assert_eq!(ModelConfig::tiny(Family::Gemma3).num_parameters(), 2 * (3072 + 6144 + 128 + 16) + 2048 + 32);
 }

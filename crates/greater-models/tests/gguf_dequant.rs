@@ -77,11 +77,7 @@ fn q4_1() {
 const QH5: u32 = 0xAAAA_5555;
 
 fn q5_expected(j: usize) -> u32 {
-    let low = if j < 16 {
-        j as u32
-    } else {
-        15 - (j as u32 - 16)
-    };
+    let low = if j < 16 { j as u32 } else { 15 - (j as u32 - 16) };
     low | (((QH5 >> j) & 1) << 4)
 }
 
@@ -90,9 +86,7 @@ fn q5_0() {
     let mut b = h(0.25).to_vec();
     b.extend(QH5.to_le_bytes());
     b.extend(nibbles());
-    let want: Vec<f32> = (0..32)
-        .map(|j| 0.25 * (q5_expected(j) as f32 - 16.0))
-        .collect();
+    let want: Vec<f32> = (0..32).map(|j| 0.25 * (q5_expected(j) as f32 - 16.0)).collect();
     // Spot: element 0 → 0 | 16 → 0.25 * 0 = 0; element 1 → 1 → 0.25 * -15 = -3.75;
     // element 16 → 15 → -0.25; element 17 → 14 | 16 = 30 → 3.5.
     assert_eq!(&want[..2], [0.0, -3.75]);
@@ -106,9 +100,7 @@ fn q5_1() {
     b.extend(h(-8.0));
     b.extend(QH5.to_le_bytes());
     b.extend(nibbles());
-    let want: Vec<f32> = (0..32)
-        .map(|j| 0.5 * q5_expected(j) as f32 + -8.0)
-        .collect();
+    let want: Vec<f32> = (0..32).map(|j| 0.5 * q5_expected(j) as f32 + -8.0).collect();
     // Spot: element 0 → 0.5 * 16 - 8 = 0; element 17 → 0.5 * 30 - 8 = 7.
     assert_eq!((want[0], want[17]), (0.0, 7.0));
     assert_bits_eq(&decode(GgmlType::Q5_1, &b, 32), &want);
@@ -154,10 +146,7 @@ fn q2_k() {
     // Spots: e0: scale byte 0x F0 → dl 0, ml 3.75 → -3.75. e17: qs[17] = 237, q = 1, byte 0xE1 →
     // 0.5 - 3.5 = -3. e200 (half 1, shift 4, l 8): qs[40] = 136 → q 0, byte 12 → -0.75.
     // e99 (shift 6, l 3): qs[3] = 87 → q 1, byte 6 (0x96) → 3 - 2.25 = 0.75.
-    assert_eq!(
-        [want[0], want[17], want[200], want[99]],
-        [-3.75, -3.0, -0.75, 0.75]
-    );
+    assert_eq!([want[0], want[17], want[200], want[99]], [-3.75, -3.0, -0.75, 0.75]);
     assert_bits_eq(&decode(GgmlType::Q2_K, &b, 256), &want);
 }
 
@@ -172,8 +161,7 @@ fn q3_k() {
     b.extend(&sb);
     b.extend(h(0.5));
     // ggml unpacks the sixteen 6-bit scales with 32-bit masks.
-    let word =
-        |i: usize| u32::from_le_bytes([sb[4 * i], sb[4 * i + 1], sb[4 * i + 2], sb[4 * i + 3]]);
+    let word = |i: usize| u32::from_le_bytes([sb[4 * i], sb[4 * i + 1], sb[4 * i + 2], sb[4 * i + 3]]);
     let (a0, a1, tmp) = (word(0), word(1), word(2));
     let (k1, k2) = (0x0303_0303u32, 0x0f0f_0f0fu32);
     let aux = [
@@ -182,11 +170,7 @@ fn q3_k() {
         ((a0 >> 4) & k2) | (((tmp >> 4) & k1) << 4),
         ((a1 >> 4) & k2) | (((tmp >> 6) & k1) << 4),
     ];
-    let scales: Vec<i8> = aux
-        .iter()
-        .flat_map(|w| w.to_le_bytes())
-        .map(|b| b as i8)
-        .collect();
+    let scales: Vec<i8> = aux.iter().flat_map(|w| w.to_le_bytes()).map(|b| b as i8).collect();
     let mut want = Vec::new();
     let (mut is, mut m) = (0, 1u8);
     for n in 0..2 {
@@ -208,10 +192,7 @@ fn q3_k() {
     // e17: scale 1 = 1 → -31, dl -15.5; qs[17] = 237 → 1, hmask[17] = 117 bit 0 set → -15.5.
     // e200: scale 12 = 3 → -29, dl -14.5; qs[40] = 136 >> 4 → 0, hmask[8] = 40 bit 6 clear → 58.
     // e99: scale 6 = 6 → -26, dl -13; qs[3] = 87 >> 6 → 1, hmask[3] = 111 bit 3 set → -13.
-    assert_eq!(
-        [want[0], want[17], want[200], want[99]],
-        [-32.0, -15.5, 58.0, -13.0]
-    );
+    assert_eq!([want[0], want[17], want[200], want[99]], [-32.0, -15.5, 58.0, -13.0]);
     assert_bits_eq(&decode(GgmlType::Q3_K, &b, 256), &want);
 }
 
@@ -229,9 +210,7 @@ fn k4_expected_scale_min() -> ([u8; 8], [u8; 8]) {
 }
 
 fn k4_qs() -> Vec<u8> {
-    (0..128usize)
-        .map(|k| (k % 16) as u8 | ((15 - (k % 16) as u8) << 4))
-        .collect()
+    (0..128usize).map(|k| (k % 16) as u8 | ((15 - (k % 16) as u8) << 4)).collect()
 }
 
 #[test]
@@ -254,10 +233,7 @@ fn q4_k() {
     }
     // Spots: e0: 1 * 0 - 2.5 = -2.5. e33 (group 1, high nibble of qs[1] = 14): 2 * 14 - 3 = 25.
     // e133 (group 4, low nibble of qs[69] = 5): 17 * 5 - 1 = 84. e255: 7 * 0 - 4 = -4.
-    assert_eq!(
-        [want[0], want[33], want[133], want[255]],
-        [-2.5, 25.0, 84.0, -4.0]
-    );
+    assert_eq!([want[0], want[33], want[133], want[255]], [-2.5, 25.0, 84.0, -4.0]);
     assert_bits_eq(&decode(GgmlType::Q4_K, &b, 256), &want);
 }
 
@@ -290,10 +266,7 @@ fn q5_k() {
     // Spots: e33: qh[1] bit 1 clear → 25 as in Q4_K. e35: qh[3] bit 1 set, nibble 12 → 28 →
     // 2 * 28 - 3 = 53. e133: qh[5] bit 4 clear → 84. e144: qh[16] bit 4 set, nibble 0 → 16 →
     // 17 * 16 - 1 = 271.
-    assert_eq!(
-        [want[33], want[35], want[133], want[144]],
-        [25.0, 53.0, 84.0, 271.0]
-    );
+    assert_eq!([want[33], want[35], want[133], want[144]], [25.0, 53.0, 84.0, 271.0]);
     assert_bits_eq(&decode(GgmlType::Q5_K, &b, 256), &want);
 }
 
@@ -341,31 +314,18 @@ fn many_blocks_decode_like_one_block_each() {
     for k in [0, 1, 7, n_blocks / 2, n_blocks - 1] {
         let d = 1.0 / (1 << (k % 8)) as f32;
         for j in 0..32 {
-            assert_eq!(
-                got[32 * k + j],
-                d * (j as i32 - 16 + (k % 7) as i32) as f32,
-                "block {k}, element {j}"
-            );
+            assert_eq!(got[32 * k + j], d * (j as i32 - 16 + (k % 7) as i32) as f32, "block {k}, element {j}");
         }
     }
 }
 
 #[test]
 fn bad_lengths_and_types_are_errors() {
-    assert!(matches!(
-        dequantize(GgmlType::Q8_0, &[0; 33], 32),
-        Err(DequantError::Length { .. })
-    ));
-    assert!(matches!(
-        dequantize(GgmlType::Q4_K, &[0; 144], 128),
-        Err(DequantError::PartialBlock { .. })
-    ));
+    assert!(matches!(dequantize(GgmlType::Q8_0, &[0; 33], 32), Err(DequantError::Length { .. })));
+    assert!(matches!(dequantize(GgmlType::Q4_K, &[0; 144], 128), Err(DequantError::PartialBlock { .. })));
     let iq = GgmlType::from_id(16);
     assert_eq!(iq.name(), "IQ2_XXS");
-    assert!(matches!(
-        dequantize(iq, &[0; 66], 256),
-        Err(DequantError::Unsupported(_))
-    ));
+    assert!(matches!(dequantize(iq, &[0; 66], 256), Err(DequantError::Unsupported(_))));
     assert_eq!(GgmlType::from_id(999).to_string(), "type 999");
     for id in [0, 1, 2, 3, 6, 7, 8, 10, 11, 12, 13, 14, 30] {
         let ty = GgmlType::from_id(id);

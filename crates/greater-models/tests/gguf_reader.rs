@@ -18,13 +18,7 @@ struct Writer {
 
 impl Writer {
     fn new(version: u32) -> Self {
-        Self {
-            version,
-            alignment: 32,
-            kv: Vec::new(),
-            n_kv: 0,
-            tensors: Vec::new(),
-        }
+        Self { version, alignment: 32, kv: Vec::new(), n_kv: 0, tensors: Vec::new() }
     }
 
     fn key(&mut self, key: &str, ty: u32) {
@@ -54,8 +48,7 @@ impl Writer {
 
     fn f32_tensor(&mut self, name: &str, ggml_dims: &[u64], values: &[f32]) -> &mut Self {
         let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.tensors
-            .push((name.into(), ggml_dims.to_vec(), 0, data));
+        self.tensors.push((name.into(), ggml_dims.to_vec(), 0, data));
         self
     }
 
@@ -102,13 +95,8 @@ fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
 fn open_err(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "bad.gguf", bytes);
-    let err = GgufFile::open(&path)
-        .expect_err("corrupt file must not open")
-        .to_string();
-    assert!(
-        err.contains("bad.gguf"),
-        "error does not name the file: {err}"
-    );
+    let err = GgufFile::open(&path).expect_err("corrupt file must not open").to_string();
+    assert!(err.contains("bad.gguf"), "error does not name the file: {err}");
     err
 }
 
@@ -159,10 +147,7 @@ fn every_metadata_type_round_trips_in_v2_and_v3() {
         assert_eq!(m.get("f64"), Some(&MetaValue::F64(0.1)));
         assert_eq!(m.get_str_array("tokens"), Some(vec!["<s>", "▁the"]));
         assert_eq!(m.get_i32_array("types"), Some(vec![1, -2, 3]));
-        assert_eq!(
-            m.keys().collect::<Vec<_>>()[..3],
-            ["general.architecture", "u8", "i8"]
-        );
+        assert_eq!(m.keys().collect::<Vec<_>>()[..3], ["general.architecture", "u8", "i8"]);
         assert_eq!(f.tensor_f32("v").unwrap().data, [1.0, 2.0, 3.0]);
     }
 }
@@ -171,8 +156,7 @@ fn every_metadata_type_round_trips_in_v2_and_v3() {
 fn tensors_come_out_in_pytorch_order_at_any_alignment() {
     let mut w = Writer::new(3);
     w.alignment = 64;
-    w.u32("general.alignment", 64)
-        .str("general.architecture", "llama");
+    w.u32("general.alignment", 64).str("general.architecture", "llama");
     // ggml ne = [3, 2]: 2 rows of 3; PyTorch shape [2, 3].
     w.f32_tensor("a", &[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     w.f32_tensor("b", &[1], &[9.0]);
@@ -181,22 +165,13 @@ fn tensors_come_out_in_pytorch_order_at_any_alignment() {
     assert_eq!(f.alignment(), 64);
     assert_eq!(f.data_offset() % 64, 0);
     let a = f.tensor_info("a").unwrap();
-    assert_eq!(
-        (a.dims.clone(), a.shape(), a.ty),
-        (vec![3, 2], vec![2, 3], GgmlType::F32)
-    );
+    assert_eq!((a.dims.clone(), a.shape(), a.ty), (vec![3, 2], vec![2, 3], GgmlType::F32));
     assert_eq!(f.tensor_info("b").unwrap().offset, 64);
     let t = f.tensor_f32("a").unwrap();
-    assert_eq!(
-        (t.shape, t.data),
-        (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    );
+    assert_eq!((t.shape, t.data), (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
     assert_eq!(f.raw_bytes("b").unwrap(), 9.0f32.to_le_bytes());
     let missing = f.tensor_f32("zzz").unwrap_err().to_string();
-    assert!(
-        missing.contains("zzz") && missing.contains("m.gguf"),
-        "{missing}"
-    );
+    assert!(missing.contains("zzz") && missing.contains("m.gguf"), "{missing}");
 }
 
 #[test]
@@ -209,15 +184,9 @@ fn unsupported_tensor_type_opens_but_fails_by_name() {
     let f = GgufFile::open(write(&dir, "m.gguf", &w.bytes())).unwrap();
     assert_eq!(f.tensor_f32("ok").unwrap().data, [1.0]);
     let err = f.tensor_f32("odd").unwrap_err();
-    assert!(
-        matches!(err, LoadError::UnsupportedTensorType { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, LoadError::UnsupportedTensorType { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(
-        msg.contains("odd") && msg.contains("IQ2_XXS") && msg.contains("m.gguf"),
-        "{msg}"
-    );
+    assert!(msg.contains("odd") && msg.contains("IQ2_XXS") && msg.contains("m.gguf"), "{msg}");
 }
 
 #[test]
@@ -296,15 +265,13 @@ fn impossible_values_are_errors() {
     );
     assert!(
         open_err(&build(&|w| {
-            w.tensors
-                .push(("huge".into(), vec![u64::MAX / 2, 4], 0, vec![0; 4]));
+            w.tensors.push(("huge".into(), vec![u64::MAX / 2, 4], 0, vec![0; 4]));
         }))
         .contains("huge")
     );
     assert!(
         open_err(&build(&|w| {
-            w.f32_tensor("dup", &[1], &[1.0])
-                .f32_tensor("dup", &[1], &[2.0]);
+            w.f32_tensor("dup", &[1], &[1.0]).f32_tensor("dup", &[1], &[2.0]);
         }))
         .contains("duplicate tensor")
     );
@@ -346,8 +313,7 @@ fn llama_q_and_k_rows_are_unpermuted_per_head() {
         ],
     );
     let dir = tempfile::tempdir().unwrap();
-    let w =
-        GgufWeights::from_metadata(GgufFile::open(write(&dir, "l.gguf", &bytes)).unwrap()).unwrap();
+    let w = GgufWeights::from_metadata(GgufFile::open(write(&dir, "l.gguf", &bytes)).unwrap()).unwrap();
     assert_eq!(
         w.names(),
         [
@@ -365,28 +331,14 @@ fn llama_q_and_k_rows_are_unpermuted_per_head() {
     // [x0, x1, y0, y1], i.e. file rows 0, 2, 1, 3 then 4, 6, 5, 7.
     let q = w.tensor("model.layers.0.self_attn.q_proj.weight").unwrap();
     assert_eq!(q.shape, [8, 1]);
-    assert_eq!(
-        q.data,
-        [100.0, 102.0, 101.0, 103.0, 104.0, 106.0, 105.0, 107.0]
-    );
-    assert_eq!(
-        w.fix_up("model.layers.0.self_attn.k_proj.weight"),
-        Some(FixUp::UnpermuteRope { n_head: 1 })
-    );
+    assert_eq!(q.data, [100.0, 102.0, 101.0, 103.0, 104.0, 106.0, 105.0, 107.0]);
+    assert_eq!(w.fix_up("model.layers.0.self_attn.k_proj.weight"), Some(FixUp::UnpermuteRope { n_head: 1 }));
     let k = w.tensor("model.layers.0.self_attn.k_proj.weight").unwrap();
     assert_eq!(k.data, [200.0, 202.0, 201.0, 203.0]);
     // v is not permuted.
-    assert_eq!(
-        w.tensor("model.layers.0.self_attn.v_proj.weight")
-            .unwrap()
-            .data,
-        [300.0, 301.0, 302.0, 303.0]
-    );
+    assert_eq!(w.tensor("model.layers.0.self_attn.v_proj.weight").unwrap().data, [300.0, 301.0, 302.0, 303.0]);
     let err = w.tensor("lm_head.weight").unwrap_err().to_string();
-    assert!(
-        err.contains("lm_head.weight") && err.contains("l.gguf"),
-        "{err}"
-    );
+    assert!(err.contains("lm_head.weight") && err.contains("l.gguf"), "{err}");
 }
 
 #[test]
@@ -402,70 +354,24 @@ fn gemma_norms_lose_their_offset_and_qwen2_keeps_rows_and_biases() {
         ],
     );
     let dir = tempfile::tempdir().unwrap();
-    let w = GgufWeights::new(
-        GgufFile::open(write(&dir, "g.gguf", &bytes)).unwrap(),
-        Family::Gemma3,
-        2,
-    )
-    .unwrap();
+    let w = GgufWeights::new(GgufFile::open(write(&dir, "g.gguf", &bytes)).unwrap(), Family::Gemma3, 2).unwrap();
     // Stored 0.0 and 1.0 (tensor 0) become -1 and 0; tensor 4 stores 400, 401.
-    assert_eq!(
-        w.tensor("model.layers.0.pre_feedforward_layernorm.weight")
-            .unwrap()
-            .data,
-        [-1.0, 0.0]
-    );
-    assert_eq!(
-        w.tensor("model.layers.0.self_attn.q_norm.weight")
-            .unwrap()
-            .data,
-        [99.0, 100.0]
-    );
-    assert_eq!(
-        w.tensor("model.layers.1.post_feedforward_layernorm.weight")
-            .unwrap()
-            .data,
-        [199.0, 200.0]
-    );
+    assert_eq!(w.tensor("model.layers.0.pre_feedforward_layernorm.weight").unwrap().data, [-1.0, 0.0]);
+    assert_eq!(w.tensor("model.layers.0.self_attn.q_norm.weight").unwrap().data, [99.0, 100.0]);
+    assert_eq!(w.tensor("model.layers.1.post_feedforward_layernorm.weight").unwrap().data, [199.0, 200.0]);
     assert_eq!(w.tensor("model.norm.weight").unwrap().data, [399.0, 400.0]);
     // Gemma q rows are stored in Hugging Face order already.
-    assert_eq!(
-        w.tensor("model.layers.1.self_attn.q_proj.weight")
-            .unwrap()
-            .data[..3],
-        [300.0, 301.0, 302.0]
-    );
+    assert_eq!(w.tensor("model.layers.1.self_attn.q_proj.weight").unwrap().data[..3], [300.0, 301.0, 302.0]);
 
-    let bytes = tiny(
-        "qwen2",
-        &[
-            ("blk.0.attn_q.weight", &[1, 4]),
-            ("blk.0.attn_q.bias", &[4]),
-            ("output.weight", &[2, 3]),
-        ],
-    );
-    let w =
-        GgufWeights::from_metadata(GgufFile::open(write(&dir, "q.gguf", &bytes)).unwrap()).unwrap();
+    let bytes =
+        tiny("qwen2", &[("blk.0.attn_q.weight", &[1, 4]), ("blk.0.attn_q.bias", &[4]), ("output.weight", &[2, 3])]);
+    let w = GgufWeights::from_metadata(GgufFile::open(write(&dir, "q.gguf", &bytes)).unwrap()).unwrap();
     assert_eq!(w.family(), Family::Qwen2);
-    assert_eq!(
-        w.tensor("model.layers.0.self_attn.q_proj.weight")
-            .unwrap()
-            .data,
-        [0.0, 1.0, 2.0, 3.0]
-    );
-    assert_eq!(
-        w.tensor("model.layers.0.self_attn.q_proj.bias")
-            .unwrap()
-            .data,
-        [100.0, 101.0, 102.0, 103.0]
-    );
+    assert_eq!(w.tensor("model.layers.0.self_attn.q_proj.weight").unwrap().data, [0.0, 1.0, 2.0, 3.0]);
+    assert_eq!(w.tensor("model.layers.0.self_attn.q_proj.bias").unwrap().data, [100.0, 101.0, 102.0, 103.0]);
     assert_eq!(w.shape("lm_head.weight").unwrap(), [3, 2]);
 
     let bytes = tiny("phi3", &[]);
-    let err = GgufWeights::from_metadata(GgufFile::open(write(&dir, "p.gguf", &bytes)).unwrap())
-        .unwrap_err();
-    assert!(
-        matches!(err, LoadError::UnsupportedArchitecture { .. }),
-        "{err:?}"
-    );
+    let err = GgufWeights::from_metadata(GgufFile::open(write(&dir, "p.gguf", &bytes)).unwrap()).unwrap_err();
+    assert!(matches!(err, LoadError::UnsupportedArchitecture { .. }), "{err:?}");
 }

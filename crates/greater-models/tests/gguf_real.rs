@@ -9,21 +9,14 @@ use std::path::PathBuf;
 use greater_models::loading::{GgufFile, GgufWeights, MetaValue, WeightSource};
 use serde_json::Value;
 
-const MODELS: [&str; 3] = [
-    "smollm2-135m-instruct",
-    "gemma3-270m",
-    "qwen2.5-coder-0.5b-instruct",
-];
+const MODELS: [&str; 3] = ["smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct"];
 
 fn required() -> bool {
     std::env::var("GREATER_REQUIRE_MODELS").is_ok_and(|v| v == "1")
 }
 
 fn skip<T>(what: &str) -> Option<T> {
-    assert!(
-        !required(),
-        "GREATER_REQUIRE_MODELS=1 but {what} is missing"
-    );
+    assert!(!required(), "GREATER_REQUIRE_MODELS=1 but {what} is missing");
     eprintln!("note: {what} is missing; skipping");
     None
 }
@@ -33,19 +26,13 @@ fn model(name: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| dirs::cache_dir().map(|d| d.join("greater")))?;
     let path = cache.join("models").join(format!("{name}.gguf"));
-    if path.exists() {
-        Some(path)
-    } else {
-        skip(&path.display().to_string())
-    }
+    if path.exists() { Some(path) } else { skip(&path.display().to_string()) }
 }
 
 fn golden(name: &str, file: &str) -> Option<Value> {
     let root = std::env::var_os("GREATER_GOLDEN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden")
-        });
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
     let path = root.join(name).join(file);
     match std::fs::read(&path) {
         Ok(bytes) => Some(serde_json::from_slice(&bytes).unwrap()),
@@ -55,8 +42,7 @@ fn golden(name: &str, file: &str) -> Option<Value> {
 
 /// Whether `a` and `b` are equal or neighbouring `f32`s.
 fn within_one_ulp(a: f32, b: f32) -> bool {
-    a == b
-        || (a.is_sign_positive() == b.is_sign_positive() && a.to_bits().abs_diff(b.to_bits()) <= 1)
+    a == b || (a.is_sign_positive() == b.is_sign_positive() && a.to_bits().abs_diff(b.to_bits()) <= 1)
 }
 
 fn check_fingerprints(name: &str) {
@@ -69,16 +55,10 @@ fn check_fingerprints(name: &str) {
     let (mut exact, mut one_ulp) = (0usize, 0usize);
     for t in tensors {
         let tname = t["name"].as_str().unwrap();
-        let info = file
-            .tensor_info(tname)
-            .unwrap_or_else(|| panic!("{name}: no tensor {tname}"));
+        let info = file.tensor_info(tname).unwrap_or_else(|| panic!("{name}: no tensor {tname}"));
         assert_eq!(info.ty.name(), t["type"].as_str().unwrap(), "{tname}: type");
-        let dims: Vec<usize> = t["gguf_shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
+        let dims: Vec<usize> =
+            t["gguf_shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         assert_eq!(info.dims, dims, "{tname}: ggml dims");
         let n = t["n"].as_u64().unwrap() as usize;
         let data = file.tensor_f32(tname).unwrap().data;
@@ -100,46 +80,22 @@ fn check_fingerprints(name: &str) {
             ("abs_sum", abs_sum, want_abs),
             ("sq_sum", sq_sum, t["sq_sum"].as_f64().unwrap()),
         ] {
-            let tol = 1e-6
-                * if what == "sq_sum" {
-                    want.abs().max(f64::MIN_POSITIVE)
-                } else {
-                    scale
-                };
-            assert!(
-                (got - want).abs() <= tol,
-                "{name} {tname}: {what} {got} vs golden {want}"
-            );
+            let tol = 1e-6 * if what == "sq_sum" { want.abs().max(f64::MIN_POSITIVE) } else { scale };
+            assert!((got - want).abs() <= tol, "{name} {tname}: {what} {got} vs golden {want}");
         }
 
-        let probes = t["probe_index"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize);
+        let probes = t["probe_index"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize);
         let probe_values = t["probe_value"].as_array().unwrap();
         let first8 = t["first8"].as_array().unwrap();
-        let checks = (0..first8.len())
-            .zip(first8)
-            .chain(probes.zip(probe_values));
+        let checks = (0..first8.len()).zip(first8).chain(probes.zip(probe_values));
         for (i, want) in checks {
             let want = want.as_f64().unwrap() as f32;
             let got = data[i];
-            assert!(
-                within_one_ulp(got, want),
-                "{name} {tname}[{i}]: {got:e} vs golden {want:e}"
-            );
-            if got.to_bits() == want.to_bits() {
-                exact += 1
-            } else {
-                one_ulp += 1
-            }
+            assert!(within_one_ulp(got, want), "{name} {tname}[{i}]: {got:e} vs golden {want:e}");
+            if got.to_bits() == want.to_bits() { exact += 1 } else { one_ulp += 1 }
         }
     }
-    eprintln!(
-        "{name}: {} tensors match; {exact} probe values exact, {one_ulp} within 1 ulp",
-        tensors.len()
-    );
+    eprintln!("{name}: {} tensors match; {exact} probe values exact, {one_ulp} within 1 ulp", tensors.len());
 }
 
 #[test]
@@ -179,10 +135,7 @@ fn metadata_matches_golden_meta() {
         };
         let file = GgufFile::open(&path).unwrap();
         let md = file.metadata();
-        assert_eq!(
-            file.architecture().unwrap(),
-            meta["gguf_architecture"].as_str().unwrap()
-        );
+        assert_eq!(file.architecture().unwrap(), meta["gguf_architecture"].as_str().unwrap());
         let golden_md = meta["gguf_metadata"].as_object().unwrap();
         for (key, want) in golden_md {
             match key.as_str() {
@@ -192,47 +145,25 @@ fn metadata_matches_golden_meta() {
                 }
                 "GGUF.kv_count" => assert_eq!(md.len() as u64, want.as_u64().unwrap()),
                 _ => {
-                    let ours = md
-                        .get(key)
-                        .unwrap_or_else(|| panic!("{name}: no key {key}"));
-                    assert!(
-                        same_value(ours, want),
-                        "{name}: {key} = {ours:?}, golden {want}"
-                    );
+                    let ours = md.get(key).unwrap_or_else(|| panic!("{name}: no key {key}"));
+                    assert!(same_value(ours, want), "{name}: {key} = {ours:?}, golden {want}");
                 }
             }
         }
-        assert_eq!(
-            md.get_str("general.name"),
-            meta["gguf_general_name"].as_str()
-        );
+        assert_eq!(md.get_str("general.name"), meta["gguf_general_name"].as_str());
         let arch = file.architecture().unwrap();
         let scoped = md.scoped(arch);
         let hf = &meta["hf_config"];
-        assert_eq!(
-            scoped.usize("block_count").unwrap() as u64,
-            hf["num_hidden_layers"].as_u64().unwrap()
-        );
-        assert_eq!(
-            scoped.usize("embedding_length").unwrap() as u64,
-            hf["hidden_size"].as_u64().unwrap()
-        );
+        assert_eq!(scoped.usize("block_count").unwrap() as u64, hf["num_hidden_layers"].as_u64().unwrap());
+        assert_eq!(scoped.usize("embedding_length").unwrap() as u64, hf["hidden_size"].as_u64().unwrap());
         assert_eq!(
             scoped.usize("attention.head_count_kv").unwrap() as u64,
             hf["num_key_value_heads"].as_u64().unwrap()
         );
         // The tokenizer vocabulary is an array of strings as long as the model's vocabulary.
         let tokens = md.get_str_array("tokenizer.ggml.tokens").unwrap();
-        assert_eq!(
-            tokens.len() as u64,
-            hf["vocab_size"].as_u64().unwrap(),
-            "{name}: vocabulary"
-        );
-        assert_eq!(
-            md.get_i32_array("tokenizer.ggml.token_type")
-                .map(|v| v.len()),
-            Some(tokens.len())
-        );
+        assert_eq!(tokens.len() as u64, hf["vocab_size"].as_u64().unwrap(), "{name}: vocabulary");
+        assert_eq!(md.get_i32_array("tokenizer.ggml.token_type").map(|v| v.len()), Some(tokens.len()));
     }
 }
 
@@ -241,37 +172,19 @@ fn weights_map_every_tensor_with_fix_ups() {
     for name in MODELS {
         let Some(path) = model(name) else { return };
         let w = GgufWeights::from_metadata(GgufFile::open(&path).unwrap()).unwrap();
-        assert!(
-            w.unmapped().is_empty(),
-            "{name}: unmapped {:?}",
-            w.unmapped()
-        );
+        assert!(w.unmapped().is_empty(), "{name}: unmapped {:?}", w.unmapped());
         assert_eq!(w.names().len(), w.file().tensors().len(), "{name}");
         let raw = |gguf: &str| w.file().tensor_f32(gguf).unwrap();
         match name {
             "smollm2-135m-instruct" => {
                 assert!(!w.contains("lm_head.weight"), "tied embeddings");
-                assert_eq!(
-                    w.shape("model.layers.3.self_attn.k_proj.weight").unwrap(),
-                    [192, 576]
-                );
+                assert_eq!(w.shape("model.layers.3.self_attn.k_proj.weight").unwrap(), [192, 576]);
                 // k: 3 heads of 64 rows. HF row (h, s, i) is GGUF row (h, i, s): HF row 64 h + 32 s + i
                 // = GGUF row 64 h + 2 i + s.
                 let hf = w.tensor("model.layers.3.self_attn.k_proj.weight").unwrap();
                 let gg = raw("blk.3.attn_k.weight");
-                for (hf_row, gguf_row) in [
-                    (0, 0),
-                    (1, 2),
-                    (32, 1),
-                    (33, 3),
-                    (64 + 31, 64 + 62),
-                    (191, 191),
-                ] {
-                    assert_eq!(
-                        hf.data[hf_row * 576..][..576],
-                        gg.data[gguf_row * 576..][..576],
-                        "row {hf_row}"
-                    );
+                for (hf_row, gguf_row) in [(0, 0), (1, 2), (32, 1), (33, 3), (64 + 31, 64 + 62), (191, 191)] {
+                    assert_eq!(hf.data[hf_row * 576..][..576], gg.data[gguf_row * 576..][..576], "row {hf_row}");
                 }
             }
             "gemma3-270m" => {
@@ -283,14 +196,8 @@ fn weights_map_every_tensor_with_fix_ups() {
                 assert_eq!(q.shape, [1024, 640]);
             }
             _ => {
-                assert_eq!(
-                    w.shape("lm_head.weight").unwrap(),
-                    w.shape("model.embed_tokens.weight").unwrap()
-                );
-                assert_eq!(
-                    w.tensor("model.layers.0.self_attn.q_proj.bias").unwrap(),
-                    raw("blk.0.attn_q.bias")
-                );
+                assert_eq!(w.shape("lm_head.weight").unwrap(), w.shape("model.embed_tokens.weight").unwrap());
+                assert_eq!(w.tensor("model.layers.0.self_attn.q_proj.bias").unwrap(), raw("blk.0.attn_q.bias"));
             }
         }
     }
@@ -301,12 +208,7 @@ fn truncated_and_corrupted_real_headers_fail_cleanly() {
     let Some(path) = model(MODELS[0]) else { return };
     let file = GgufFile::open(&path).unwrap();
     let data_offset = file.data_offset();
-    let data_end = file
-        .tensors()
-        .iter()
-        .map(|t| data_offset + t.offset + t.byte_len().unwrap())
-        .max()
-        .unwrap();
+    let data_end = file.tensors().iter().map(|t| data_offset + t.offset + t.byte_len().unwrap()).max().unwrap();
     drop(file);
     let bytes = std::fs::read(&path).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -338,12 +240,7 @@ fn truncated_and_corrupted_real_headers_fail_cleanly() {
     let mut corrupt = header.to_vec();
     corrupt[..4].copy_from_slice(b"GGML");
     std::fs::write(&cut, &corrupt).unwrap();
-    assert!(
-        GgufFile::open(&cut)
-            .unwrap_err()
-            .to_string()
-            .contains("magic")
-    );
+    assert!(GgufFile::open(&cut).unwrap_err().to_string().contains("magic"));
 
     // Random byte flips anywhere in the header, and more in the tensor directory at its end:
     // whatever they do, opening (and reading every tensor of a file that opens) must not panic.

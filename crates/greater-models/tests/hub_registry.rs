@@ -12,42 +12,20 @@ use greater_models::hub::{self, REGISTRY};
 fn registry_entries_are_consistent() {
     let names: HashSet<&str> = REGISTRY.iter().map(|m| m.name).collect();
     assert_eq!(names.len(), REGISTRY.len(), "names are unique");
-    assert_eq!(
-        hub::known_names(),
-        ["smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct"]
-    );
+    assert_eq!(hub::known_names(), ["smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct"]);
     for m in REGISTRY {
-        assert!(
-            m.name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c)),
-            "{}",
-            m.name
-        );
+        assert!(m.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c)), "{}", m.name);
         assert_eq!(m.sha256.len(), 64, "{}", m.name);
-        assert!(
-            m.sha256.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
-            "{}",
-            m.name
-        );
+        assert!(m.sha256.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "{}", m.name);
         assert!(m.size > 0 && !m.members.is_empty() && !m.description.is_empty());
         // Each member lies under the import name of one of the packages (`-` becomes `_`).
-        let import_names: Vec<String> =
-            m.packages.iter().map(|p| p.name.replace('-', "_")).collect();
+        let import_names: Vec<String> = m.packages.iter().map(|p| p.name.replace('-', "_")).collect();
         for member in m.members {
             let top = member.split('/').next().unwrap();
-            assert!(
-                import_names.iter().any(|n| n == top),
-                "{}: `{member}` is in no listed package",
-                m.name
-            );
+            assert!(import_names.iter().any(|n| n == top), "{}: `{member}` is in no listed package", m.name);
         }
         for p in m.packages {
-            assert!(
-                p.version.split('.').all(|x| x.parse::<u32>().is_ok()),
-                "{}: pinned version",
-                p.name
-            );
+            assert!(p.version.split('.').all(|x| x.parse::<u32>().is_ok()), "{}: pinned version", p.name);
             assert_eq!(p.requirement(), format!("{}=={}", p.name, p.version));
         }
         assert_eq!(hub::lookup(m.name), Some(m));
@@ -111,10 +89,7 @@ fn resolve_paths_names_and_unknowns() {
         other => panic!("unexpected {other:?}"),
     }
     std::fs::write(models.join("gemma3-270m.gguf"), b"GGUF").unwrap();
-    assert_eq!(
-        hub::resolve_in(Some(cache.path()), "gemma3-270m").unwrap(),
-        models.join("gemma3-270m.gguf")
-    );
+    assert_eq!(hub::resolve_in(Some(cache.path()), "gemma3-270m").unwrap(), models.join("gemma3-270m.gguf"));
 
     let err = hub::resolve_in(Some(cache.path()), "llama-70b").unwrap_err();
     assert!(matches!(&err, LoadError::UnknownModel { name, .. } if name == "llama-70b"), "{err}");

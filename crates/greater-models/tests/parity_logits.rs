@@ -31,12 +31,22 @@ fn check_forward(name: &str, path: Option<PathBuf>) {
         let h = hidden.len() / t;
         let norms: Vec<f32> =
             hidden.chunks_exact(h).map(|r| r.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt() as f32).collect();
-        common::assert_close_rel(&format!("{name} p{k} final hidden norm"), &norms, &tensors[&format!("p{k}.final_hidden_norm")].data, 4e-5);
+        common::assert_close_rel(
+            &format!("{name} p{k} final hidden norm"),
+            &norms,
+            &tensors[&format!("p{k}.final_hidden_norm")].data,
+            4e-5,
+        );
         let last = &logits[(t - 1) * v..];
         let want_last = &tensors[&format!("p{k}.last_logits")].data;
         let max_diff = last.iter().zip(want_last).map(|(&g, &w)| (g as f64 - w).abs()).fold(0.0f64, f64::max);
         eprintln!("{name} p{k} ({t} tokens): max |last logit diff| {max_diff:.3e}");
-        common::assert_close(&format!("{name} p{k} last logits"), last, &tensors[&format!("p{k}.last_logits")].data, 5e-4);
+        common::assert_close(
+            &format!("{name} p{k} last logits"),
+            last,
+            &tensors[&format!("p{k}.last_logits")].data,
+            5e-4,
+        );
         // Log-sum-exp and top-10 at every position.
         let lse_want = &tensors[&format!("p{k}.logsumexp")].data;
         let top_ids = &tensors[&format!("p{k}.top10_ids")].data;
@@ -62,7 +72,11 @@ fn check_forward(name: &str, path: Option<PathBuf>) {
                 if order[j] != want_id {
                     // Only a near-tie may swap neighbours.
                     let gap = (row[order[j]] - row[want_id]).abs() as f64;
-                    assert!(gap < 5e-4, "{name} p{k} pos {pos}: top-{j} id {} != golden {want_id} (gap {gap})", order[j]);
+                    assert!(
+                        gap < 5e-4,
+                        "{name} p{k} pos {pos}: top-{j} id {} != golden {want_id} (gap {gap})",
+                        order[j]
+                    );
                 }
             }
         }
@@ -77,10 +91,13 @@ fn check_generate(name: &str, path: Option<PathBuf>) {
     let meta = common::json(golden.join("generate.json"));
     let gens = meta["generations"].as_array().unwrap();
     let n = meta["new_tokens"].as_u64().unwrap() as usize;
-    let to_ids = |v: &serde_json::Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    let to_ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
     let prompts: Vec<Vec<u32>> = gens.iter().map(|g| to_ids(&g["prompt_ids"])).collect();
     // All three prompts in one left-padded batch: padding must not change any choice.
-    let got = generate(&loaded.model, &prompts, &GenerateOptions { max_new_tokens: n, stop_ids: vec![] }, |_, _| {}).unwrap();
+    let got =
+        generate(&loaded.model, &prompts, &GenerateOptions { max_new_tokens: n, stop_ids: vec![] }, |_, _| {}).unwrap();
     for (g, out) in gens.iter().zip(&got) {
         assert_eq!(out.ids, to_ids(&g["generated_ids"]), "{name} prompt {}", g["name"]);
     }

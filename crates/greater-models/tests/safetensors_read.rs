@@ -20,11 +20,7 @@ struct Raw {
 }
 
 fn f32s(shape: &[usize], v: &[f32]) -> Raw {
-    Raw {
-        dtype: Dtype::F32,
-        shape: shape.to_vec(),
-        bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    }
+    Raw { dtype: Dtype::F32, shape: shape.to_vec(), bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect() }
 }
 
 fn f16s(shape: &[usize], v: &[f32]) -> Raw {
@@ -46,9 +42,7 @@ fn bf16s(shape: &[usize], v: &[f32]) -> Raw {
 fn write<S: AsRef<str>>(path: &Path, tensors: &[(S, Raw)]) {
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
-        .map(|(name, r)| {
-            (name.as_ref().to_owned(), TensorView::new(r.dtype, r.shape.clone(), &r.bytes).unwrap())
-        })
+        .map(|(name, r)| (name.as_ref().to_owned(), TensorView::new(r.dtype, r.shape.clone(), &r.bytes).unwrap()))
         .collect();
     std::fs::write(path, ::safetensors::serialize(views, None).unwrap()).unwrap();
 }
@@ -69,27 +63,13 @@ fn single_file_in_three_dtypes() {
             ("lm_head.weight", bf16s(&[2, 3], &[1.5, -0.25, 3.0, 0.0, -8.0, 0.125])),
         ],
     );
-    for opened in
-        [SafetensorsWeights::open(&file).unwrap(), SafetensorsWeights::open(dir.path()).unwrap()]
-    {
-        assert_eq!(
-            opened.names(),
-            ["lm_head.weight", "model.embed_tokens.weight", "model.norm.weight"]
-        );
-        assert!(
-            opened.contains("model.norm.weight")
-                && !opened.contains("model.layers.0.mlp.up_proj.weight")
-        );
+    for opened in [SafetensorsWeights::open(&file).unwrap(), SafetensorsWeights::open(dir.path()).unwrap()] {
+        assert_eq!(opened.names(), ["lm_head.weight", "model.embed_tokens.weight", "model.norm.weight"]);
+        assert!(opened.contains("model.norm.weight") && !opened.contains("model.layers.0.mlp.up_proj.weight"));
         assert_eq!(opened.shape("lm_head.weight").unwrap(), [2, 3]);
-        assert_eq!(
-            opened.tensor("model.embed_tokens.weight").unwrap(),
-            host(&[2, 3], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
-        );
+        assert_eq!(opened.tensor("model.embed_tokens.weight").unwrap(), host(&[2, 3], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
         assert_eq!(opened.tensor("model.norm.weight").unwrap(), host(&[3], &[1.0, 0.5, -2.0]));
-        assert_eq!(
-            opened.tensor("lm_head.weight").unwrap(),
-            host(&[2, 3], &[1.5, -0.25, 3.0, 0.0, -8.0, 0.125])
-        );
+        assert_eq!(opened.tensor("lm_head.weight").unwrap(), host(&[2, 3], &[1.5, -0.25, 3.0, 0.0, -8.0, 0.125]));
         assert_eq!(opened.dtype("lm_head.weight").unwrap(), "BF16");
         assert_eq!(opened.files(), [file.as_path()]);
     }
@@ -125,24 +105,14 @@ fn sharded_checkpoint_follows_the_index() {
     });
     let index_path = dir.path().join("model.safetensors.index.json");
     std::fs::write(&index_path, index.to_string()).unwrap();
-    for w in [
-        SafetensorsWeights::open(dir.path()).unwrap(),
-        SafetensorsWeights::open(&index_path).unwrap(),
-    ] {
+    for w in [SafetensorsWeights::open(dir.path()).unwrap(), SafetensorsWeights::open(&index_path).unwrap()] {
         assert_eq!(
             w.names(),
-            [
-                "model.embed_tokens.weight",
-                "model.layers.0.input_layernorm.weight",
-                "model.norm.weight"
-            ]
+            ["model.embed_tokens.weight", "model.layers.0.input_layernorm.weight", "model.norm.weight"]
         );
         assert_eq!(w.files().len(), 2);
         assert_eq!(w.tensor("model.embed_tokens.weight").unwrap(), host(&[1, 2], &[1.0, 2.0]));
-        assert_eq!(
-            w.tensor("model.layers.0.input_layernorm.weight").unwrap(),
-            host(&[2], &[3.0, 4.0])
-        );
+        assert_eq!(w.tensor("model.layers.0.input_layernorm.weight").unwrap(), host(&[2], &[3.0, 4.0]));
         assert_eq!(w.tensor("model.norm.weight").unwrap(), host(&[2], &[5.0, 6.0]));
     }
 
@@ -166,10 +136,7 @@ fn multimodal_and_bare_prefixes_are_mapped() {
     );
     assert_eq!(canonical_name("model.language_model.norm.weight").unwrap(), "model.norm.weight");
     assert_eq!(canonical_name("language_model.lm_head.weight").unwrap(), "lm_head.weight");
-    assert_eq!(
-        canonical_name("layers.0.self_attn.q_proj.weight").unwrap(),
-        "model.layers.0.self_attn.q_proj.weight"
-    );
+    assert_eq!(canonical_name("layers.0.self_attn.q_proj.weight").unwrap(), "model.layers.0.self_attn.q_proj.weight");
     assert_eq!(canonical_name("embed_tokens.weight").unwrap(), "model.embed_tokens.weight");
     assert_eq!(
         canonical_name("model.layers.1.self_attn.k_norm.weight").unwrap(),
@@ -195,9 +162,7 @@ fn multimodal_and_bare_prefixes_are_mapped() {
     write(&file, &[("model.norm.weight", f32s(&[1], &[1.0])), ("norm.weight", f32s(&[1], &[2.0]))]);
     let err = SafetensorsWeights::open(&file).unwrap_err().to_string();
     assert!(
-        err.contains("mm.safetensors")
-            && err.contains("`norm.weight`")
-            && err.contains("`model.norm.weight`"),
+        err.contains("mm.safetensors") && err.contains("`norm.weight`") && err.contains("`model.norm.weight`"),
         "{err}"
     );
 }
@@ -206,11 +171,8 @@ fn multimodal_and_bare_prefixes_are_mapped() {
 fn errors_name_file_and_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ints.safetensors");
-    let ids = Raw {
-        dtype: Dtype::I64,
-        shape: vec![2],
-        bytes: [3i64, 4].iter().flat_map(|x| x.to_le_bytes()).collect(),
-    };
+    let ids =
+        Raw { dtype: Dtype::I64, shape: vec![2], bytes: [3i64, 4].iter().flat_map(|x| x.to_le_bytes()).collect() };
     write(&file, &[("ids", ids)]);
     let w = SafetensorsWeights::open(&file).unwrap();
     match w.tensor("ids").unwrap_err() {
@@ -249,8 +211,7 @@ fn tiny_model_round_trip() {
     let config = ModelConfig::tiny(Family::Gemma3);
     let expected = AnyModel::expected_tensors(&config);
     let weights = MemoryWeights::random(&expected, 3, 0.3, true);
-    let raws: Vec<(String, Raw)> =
-        weights.iter().map(|(n, t)| (n.clone(), f32s(&t.shape, &t.data))).collect();
+    let raws: Vec<(String, Raw)> = weights.iter().map(|(n, t)| (n.clone(), f32s(&t.shape, &t.data))).collect();
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("model.safetensors"), &raws);
     let back = SafetensorsWeights::open(dir.path()).unwrap();

@@ -133,15 +133,18 @@ fn reference_logits(c: &ModelConfig, w: &MemoryWeights, ids: &[u32], use_window:
     let (h, d, nh, nkv) = (c.hidden_size, c.head_dim, c.num_attention_heads, c.num_key_value_heads);
     let n = ids.len();
     let embed = get("model.embed_tokens.weight");
-    let mut x: Vec<Vec<f32>> =
-        ids.iter().map(|&t| embed[t as usize * h..(t as usize + 1) * h].iter().map(|e| e * c.embed_scale).collect()).collect();
+    let mut x: Vec<Vec<f32>> = ids
+        .iter()
+        .map(|&t| embed[t as usize * h..(t as usize + 1) * h].iter().map(|e| e * c.embed_scale).collect())
+        .collect();
     for (l, kind) in c.layer_attention.iter().enumerate() {
         let p = |s: &str| get(&format!("model.layers.{l}.{s}.weight"));
         let (window, theta) = match kind {
             LayerAttention::Global => (None, c.rope_theta),
             LayerAttention::Sliding { window } => (use_window.then_some(*window), c.rope_local_theta),
         };
-        let (wq, wk, wv, wo) = (p("self_attn.q_proj"), p("self_attn.k_proj"), p("self_attn.v_proj"), p("self_attn.o_proj"));
+        let (wq, wk, wv, wo) =
+            (p("self_attn.q_proj"), p("self_attn.k_proj"), p("self_attn.v_proj"), p("self_attn.o_proj"));
         // q, k (normed per head, then rotated) and v of every position, per head.
         let mut q = vec![vec![vec![0.0f32; d]; nh]; n];
         let mut k = vec![vec![vec![0.0f32; d]; nkv]; n];

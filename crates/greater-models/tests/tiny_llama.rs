@@ -91,8 +91,8 @@ fn generation_stops_per_sequence() {
 fn context_overflow_is_an_error() {
     let (config, model) = tiny(Family::Llama);
     let prompt = vec![vec![1u32; config.max_position_embeddings]];
-    let err = generate(&model, &prompt, &GenerateOptions { max_new_tokens: 1, stop_ids: vec![] }, |_, _| {})
-        .unwrap_err();
+    let err =
+        generate(&model, &prompt, &GenerateOptions { max_new_tokens: 1, stop_ids: vec![] }, |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("exceeds the model's context"), "{err}");
 }
 

@@ -46,20 +46,14 @@ fn load(name: &str) -> Option<(Value, Tokenizer)> {
         unavailable(&format!("model {} is missing", model.display()));
         return None;
     }
-    let golden: Value =
-        serde_json::from_str(&std::fs::read_to_string(&cases_path).unwrap()).unwrap();
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(&cases_path).unwrap()).unwrap();
     let file = GgufFile::open(&model).unwrap();
     let tokenizer = Tokenizer::from_gguf(file.metadata(), &model).unwrap();
     Some((golden, tokenizer))
 }
 
 fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
+    value.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
 }
 
 fn opt_id(value: &Value) -> Option<u32> {
@@ -69,10 +63,7 @@ fn opt_id(value: &Value) -> Option<u32> {
 /// What a token's text looks like in the input, for tokens made of ASCII characters and the
 /// visible-space markers (`Ġ`, `Ċ`, `ĉ` of byte-level BPE, `▁` of SentencePiece).
 fn surface(token: &str) -> String {
-    token
-        .replace(['Ġ', '▁'], " ")
-        .replace('Ċ', "\n")
-        .replace('ĉ', "\t")
+    token.replace(['Ġ', '▁'], " ").replace('Ċ', "\n").replace('ĉ', "\t")
 }
 
 /// Compares everything a golden file says about one model; returns every mismatch.
@@ -89,11 +80,7 @@ fn mismatches(golden: &Value, tok: &Tokenizer) -> Vec<String> {
         if let Some(id) = got {
             let want_text = special[name]["token"].as_str().unwrap();
             if tok.id_to_token(id).as_deref() != Some(want_text) || !tok.is_special(id) {
-                bad.push(format!(
-                    "{name} token {id}: {:?} (special: {})",
-                    tok.id_to_token(id),
-                    tok.is_special(id)
-                ));
+                bad.push(format!("{name} token {id}: {:?} (special: {})", tok.id_to_token(id), tok.is_special(id)));
             }
         }
     }
@@ -104,11 +91,7 @@ fn mismatches(golden: &Value, tok: &Tokenizer) -> Vec<String> {
         bad.push(format!("vocab_size: got {}", tok.vocab_size()));
     }
     if tok.stop_ids() != ids(&golden["generation_stop_ids"]) {
-        bad.push(format!(
-            "stop ids: got {:?}, want {}",
-            tok.stop_ids(),
-            golden["generation_stop_ids"]
-        ));
+        bad.push(format!("stop ids: got {:?}, want {}", tok.stop_ids(), golden["generation_stop_ids"]));
     }
 
     for case in golden["cases"].as_array().unwrap() {
@@ -117,16 +100,10 @@ fn mismatches(golden: &Value, tok: &Tokenizer) -> Vec<String> {
         let want_ids = ids(&case["ids"]);
         let mut check = |what: &str, got: String, want: String| {
             if got != want {
-                bad.push(format!(
-                    "case `{name}` {what}:\n   got {got}\n  want {want}"
-                ));
+                bad.push(format!("case `{name}` {what}:\n   got {got}\n  want {want}"));
             }
         };
-        check(
-            "ids",
-            format!("{:?}", tok.encode(text, false).unwrap()),
-            format!("{want_ids:?}"),
-        );
+        check("ids", format!("{:?}", tok.encode(text, false).unwrap()), format!("{want_ids:?}"));
         check(
             "ids with default special tokens",
             format!("{:?}", tok.encode(text, true).unwrap()),
@@ -146,37 +123,18 @@ fn mismatches(golden: &Value, tok: &Tokenizer) -> Vec<String> {
         // Offsets: the ids are the same as `encode`, and where every golden token is plain ASCII
         // (after mapping the space markers), each offset range spells its token.
         let with_offsets = tok.encode_with_offsets(text, false).unwrap();
-        check(
-            "ids of encode_with_offsets",
-            format!("{:?}", with_offsets.ids),
-            format!("{want_ids:?}"),
-        );
-        let tokens: Vec<&str> = case["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap())
-            .collect();
+        check("ids of encode_with_offsets", format!("{:?}", with_offsets.ids), format!("{want_ids:?}"));
+        let tokens: Vec<&str> = case["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
         let surfaces: Vec<String> = tokens.iter().map(|t| surface(t)).collect();
-        if with_offsets.ids == want_ids
-            && surfaces
-                .iter()
-                .all(|s| s.is_ascii() && !s.starts_with("<0x"))
-        {
+        if with_offsets.ids == want_ids && surfaces.iter().all(|s| s.is_ascii() && !s.starts_with("<0x")) {
             offsets_checked += 1;
             for ((start, end), want) in with_offsets.offsets.iter().zip(&surfaces) {
-                check(
-                    "offset text",
-                    format!("{:?}", &text[*start..*end]),
-                    format!("{want:?}"),
-                );
+                check("offset text", format!("{:?}", &text[*start..*end]), format!("{want:?}"));
             }
         }
     }
     if offsets_checked < 5 {
-        bad.push(format!(
-            "only {offsets_checked} cases had their offsets checked"
-        ));
+        bad.push(format!("only {offsets_checked} cases had their offsets checked"));
     }
     bad
 }
@@ -191,29 +149,19 @@ fn gradient_mismatches(name: &str, tok: &Tokenizer) -> Vec<String> {
     let encoded = tok.encode_with_offsets(text, false).unwrap();
     let mut bad = Vec::new();
     if encoded.ids != ids(&golden["ids"]) {
-        bad.push(format!(
-            "gradient sequence ids differ: got {:?}",
-            encoded.ids
-        ));
+        bad.push(format!("gradient sequence ids differ: got {:?}", encoded.ids));
         return bad;
     }
     // Character index of each token's last character (offsets are bytes).
-    let last_chars: Vec<usize> = encoded
-        .offsets
-        .iter()
-        .map(|&(_, end)| text[..end].chars().count() - 1)
-        .collect();
+    let last_chars: Vec<usize> = encoded.offsets.iter().map(|&(_, end)| text[..end].chars().count() - 1).collect();
     for segment in ["control", "reasoning", "extractor", "answer"] {
         let span = ids(&golden["char_spans"][segment]);
-        let inside: Vec<usize> = (0..last_chars.len())
-            .filter(|&i| (span[0] as usize..span[1] as usize).contains(&last_chars[i]))
-            .collect();
+        let inside: Vec<usize> =
+            (0..last_chars.len()).filter(|&i| (span[0] as usize..span[1] as usize).contains(&last_chars[i])).collect();
         let got = [inside[0] as u32, *inside.last().unwrap() as u32 + 1];
         let want = ids(&golden["slices"][segment]);
         if got[..] != want[..] || inside.len() != (got[1] - got[0]) as usize {
-            bad.push(format!(
-                "gradient slice `{segment}`: got {got:?}, want {want:?}"
-            ));
+            bad.push(format!("gradient slice `{segment}`: got {got:?}, want {want:?}"));
         }
     }
     bad
@@ -226,12 +174,7 @@ fn assert_matches_golden(name: &str) {
     assert_eq!(golden["cases"].as_array().unwrap().len(), 25);
     let mut bad = mismatches(&golden, &tokenizer);
     bad.extend(gradient_mismatches(name, &tokenizer));
-    assert!(
-        bad.is_empty(),
-        "{name}: {} mismatch(es):\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    assert!(bad.is_empty(), "{name}: {} mismatch(es):\n{}", bad.len(), bad.join("\n"));
 }
 
 #[test]

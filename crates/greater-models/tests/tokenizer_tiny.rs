@@ -30,15 +30,9 @@ fn spm_metadata(add_space_prefix: bool) -> Metadata {
         types.push(6);
         scores.push(0.0);
     }
-    for (token, score) in [
-        ("▁", -10.0),
-        ("a", -11.0),
-        ("b", -12.0),
-        ("c", -13.0),
-        ("ab", -1.0),
-        ("bc", -2.0),
-        ("▁a", -3.0),
-    ] {
+    for (token, score) in
+        [("▁", -10.0), ("a", -11.0), ("b", -12.0), ("c", -13.0), ("ab", -1.0), ("bc", -2.0), ("▁a", -3.0)]
+    {
         tokens.push(token.into());
         types.push(1);
         scores.push(score);
@@ -48,98 +42,39 @@ fn spm_metadata(add_space_prefix: bool) -> Metadata {
     scores.extend([0.0, 0.0]);
 
     let mut md = Metadata::new(GGUF);
-    set(
-        &mut md,
-        "general.architecture",
-        MetaValue::String("gemma3".into()),
-    );
-    set(
-        &mut md,
-        "tokenizer.ggml.model",
-        MetaValue::String("llama".into()),
-    );
+    set(&mut md, "general.architecture", MetaValue::String("gemma3".into()));
+    set(&mut md, "tokenizer.ggml.model", MetaValue::String("llama".into()));
     set(&mut md, "tokenizer.ggml.tokens", strings(&tokens));
-    set(
-        &mut md,
-        "tokenizer.ggml.scores",
-        MetaValue::Array(scores.into_iter().map(MetaValue::F32).collect()),
-    );
-    set(
-        &mut md,
-        "tokenizer.ggml.token_type",
-        MetaValue::Array(types.into_iter().map(MetaValue::I32).collect()),
-    );
-    set(
-        &mut md,
-        "tokenizer.ggml.unknown_token_id",
-        MetaValue::U32(0),
-    );
+    set(&mut md, "tokenizer.ggml.scores", MetaValue::Array(scores.into_iter().map(MetaValue::F32).collect()));
+    set(&mut md, "tokenizer.ggml.token_type", MetaValue::Array(types.into_iter().map(MetaValue::I32).collect()));
+    set(&mut md, "tokenizer.ggml.unknown_token_id", MetaValue::U32(0));
     set(&mut md, "tokenizer.ggml.bos_token_id", MetaValue::U32(1));
     set(&mut md, "tokenizer.ggml.eos_token_id", MetaValue::U32(2));
-    set(
-        &mut md,
-        "tokenizer.ggml.add_bos_token",
-        MetaValue::Bool(true),
-    );
-    set(
-        &mut md,
-        "tokenizer.ggml.add_space_prefix",
-        MetaValue::Bool(add_space_prefix),
-    );
+    set(&mut md, "tokenizer.ggml.add_bos_token", MetaValue::Bool(true));
+    set(&mut md, "tokenizer.ggml.add_space_prefix", MetaValue::Bool(add_space_prefix));
     md
 }
 
 /// A byte-level BPE vocabulary: `<|endoftext|>` 0, `<|im_start|>` 1, `<|im_end|>` 2 (CONTROL),
 /// `Ġ` 3, `a` 4, `b` 5, `1` 6, `2` 7, `Ġa` 8, `ab` 9, `Ġab` 10, `12` 11.
 fn bpe_metadata(pre: &str) -> Metadata {
-    let tokens: Vec<String> = [
-        "<|endoftext|>",
-        "<|im_start|>",
-        "<|im_end|>",
-        "Ġ",
-        "a",
-        "b",
-        "1",
-        "2",
-        "Ġa",
-        "ab",
-        "Ġab",
-        "12",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let tokens: Vec<String> =
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "Ġ", "a", "b", "1", "2", "Ġa", "ab", "Ġab", "12"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     let types = [3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1];
-    let merges: Vec<String> = ["Ġ a", "a b", "Ġa b", "1 2"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let merges: Vec<String> = ["Ġ a", "a b", "Ġa b", "1 2"].iter().map(|s| s.to_string()).collect();
     let mut md = Metadata::new(GGUF);
-    set(
-        &mut md,
-        "general.architecture",
-        MetaValue::String("llama".into()),
-    );
-    set(
-        &mut md,
-        "tokenizer.ggml.model",
-        MetaValue::String("gpt2".into()),
-    );
+    set(&mut md, "general.architecture", MetaValue::String("llama".into()));
+    set(&mut md, "tokenizer.ggml.model", MetaValue::String("gpt2".into()));
     set(&mut md, "tokenizer.ggml.pre", MetaValue::String(pre.into()));
     set(&mut md, "tokenizer.ggml.tokens", strings(&tokens));
     set(&mut md, "tokenizer.ggml.merges", strings(&merges));
-    set(
-        &mut md,
-        "tokenizer.ggml.token_type",
-        MetaValue::Array(types.into_iter().map(MetaValue::I32).collect()),
-    );
+    set(&mut md, "tokenizer.ggml.token_type", MetaValue::Array(types.into_iter().map(MetaValue::I32).collect()));
     set(&mut md, "tokenizer.ggml.bos_token_id", MetaValue::U32(1));
     set(&mut md, "tokenizer.ggml.eos_token_id", MetaValue::U32(2));
-    set(
-        &mut md,
-        "tokenizer.ggml.add_bos_token",
-        MetaValue::Bool(false),
-    );
+    set(&mut md, "tokenizer.ggml.add_bos_token", MetaValue::Bool(false));
     md
 }
 
@@ -174,13 +109,8 @@ fn control_and_user_defined_tokens_are_matched_literally() {
     // Two spaces are the USER_DEFINED token 266, not two `▁`.
     assert_eq!(tok.encode("a  b", false).unwrap(), [260, 266, 261]);
     assert_eq!(tok.encode("<ctl>ab</s>", false).unwrap(), [267, 263, 2]);
-    assert!(
-        tok.is_special(267) && tok.is_special(2) && !tok.is_special(266) && !tok.is_special(263)
-    );
-    assert_eq!(
-        tok.decode(&[267, 263, 266, 2], false).unwrap(),
-        "<ctl>ab  </s>"
-    );
+    assert!(tok.is_special(267) && tok.is_special(2) && !tok.is_special(266) && !tok.is_special(263));
+    assert_eq!(tok.decode(&[267, 263, 266, 2], false).unwrap(), "<ctl>ab  </s>");
     assert_eq!(tok.decode(&[267, 263, 266, 2], true).unwrap(), "ab  ");
 }
 
@@ -188,10 +118,7 @@ fn control_and_user_defined_tokens_are_matched_literally() {
 fn bos_is_prepended_only_with_add_special() {
     let tok = spm(false);
     assert!(tok.add_bos_token());
-    assert_eq!(
-        (tok.bos_id(), tok.eos_id(), tok.unk_id(), tok.pad_id()),
-        (Some(1), Some(2), Some(0), None)
-    );
+    assert_eq!((tok.bos_id(), tok.eos_id(), tok.unk_id(), tok.pad_id()), (Some(1), Some(2), Some(0), None));
     assert_eq!(tok.encode("ab", true).unwrap(), [1, 263]);
     assert_eq!(tok.encode("ab", false).unwrap(), [263]);
     assert_eq!(tok.encode("", true).unwrap(), [1]);
@@ -222,22 +149,13 @@ fn byte_level_bpe_uses_merges_and_the_named_pre_tokenizer() {
     assert_eq!(qwen2.encode("12", false).unwrap(), [6, 7]);
     assert_eq!(qwen2.encode("ab ab", false).unwrap(), [9, 10]);
 
-    assert_eq!(
-        tok.encode("<|im_start|>ab<|im_end|>", false).unwrap(),
-        [1, 9, 2]
-    );
+    assert_eq!(tok.encode("<|im_start|>ab<|im_end|>", false).unwrap(), [1, 9, 2]);
     assert!(!tok.add_bos_token());
     assert_eq!(tok.encode("ab", true).unwrap(), [9]);
-    assert_eq!(
-        tok.decode(&[1, 9, 10, 2], false).unwrap(),
-        "<|im_start|>ab ab<|im_end|>"
-    );
+    assert_eq!(tok.decode(&[1, 9, 10, 2], false).unwrap(), "<|im_start|>ab ab<|im_end|>");
     assert_eq!(tok.decode(&[1, 9, 10, 2], true).unwrap(), "ab ab");
     assert_eq!(tok.stop_ids(), [2]);
-    assert_eq!(
-        (tok.token_to_id("Ġab"), tok.id_to_token(10).as_deref()),
-        (Some(10), Some("Ġab"))
-    );
+    assert_eq!((tok.token_to_id("Ġab"), tok.id_to_token(10).as_deref()), (Some(10), Some("Ġab")));
 }
 
 #[test]
@@ -252,11 +170,7 @@ fn end_of_turn_tokens_join_eos_in_stop_ids() {
 
 fn expect_bad_field(md: &Metadata, field: &str, reason_part: &str) {
     match Tokenizer::from_gguf(md, GGUF) {
-        Err(LoadError::BadField {
-            path,
-            field: got,
-            reason,
-        }) => {
+        Err(LoadError::BadField { path, field: got, reason }) => {
             assert_eq!(path, Path::new(GGUF));
             assert_eq!(got, field, "{reason}");
             assert!(reason.contains(reason_part), "{reason}");
@@ -268,55 +182,27 @@ fn expect_bad_field(md: &Metadata, field: &str, reason_part: &str) {
 #[test]
 fn inconsistent_metadata_is_a_clear_error() {
     let mut md = spm_metadata(false);
-    set(
-        &mut md,
-        "tokenizer.ggml.token_type",
-        MetaValue::Array(vec![MetaValue::I32(1); 5]),
-    );
+    set(&mut md, "tokenizer.ggml.token_type", MetaValue::Array(vec![MetaValue::I32(1); 5]));
     expect_bad_field(&md, "tokenizer.ggml.token_type", "5 entries for 268 tokens");
 
     let mut md = spm_metadata(false);
     set(&mut md, "tokenizer.ggml.bos_token_id", MetaValue::U32(268));
-    expect_bad_field(
-        &md,
-        "tokenizer.ggml.bos_token_id",
-        "id 268 is outside the vocabulary of 268 tokens",
-    );
+    expect_bad_field(&md, "tokenizer.ggml.bos_token_id", "id 268 is outside the vocabulary of 268 tokens");
 
     let mut md = spm_metadata(false);
     set(&mut md, "gemma3.vocab_size", MetaValue::U32(300));
-    expect_bad_field(
-        &md,
-        "gemma3.vocab_size",
-        "is 300 but tokenizer.ggml.tokens has 268 tokens",
-    );
+    expect_bad_field(&md, "gemma3.vocab_size", "is 300 but tokenizer.ggml.tokens has 268 tokens");
 
     let mut md = bpe_metadata("smollm");
-    set(
-        &mut md,
-        "tokenizer.ggml.model",
-        MetaValue::String("bert".into()),
-    );
-    expect_bad_field(
-        &md,
-        "tokenizer.ggml.model",
-        "unsupported tokenizer model `bert`",
-    );
+    set(&mut md, "tokenizer.ggml.model", MetaValue::String("bert".into()));
+    expect_bad_field(&md, "tokenizer.ggml.model", "unsupported tokenizer model `bert`");
 
     let mut md = bpe_metadata("smollm");
-    set(
-        &mut md,
-        "tokenizer.ggml.merges",
-        strings(&["Ġa".to_string()]),
-    );
+    set(&mut md, "tokenizer.ggml.merges", strings(&["Ġa".to_string()]));
     expect_bad_field(&md, "tokenizer.ggml.merges", "entry 0 `Ġa`");
 
     let mut md = Metadata::new(GGUF);
-    set(
-        &mut md,
-        "tokenizer.ggml.model",
-        MetaValue::String("gpt2".into()),
-    );
+    set(&mut md, "tokenizer.ggml.model", MetaValue::String("gpt2".into()));
     match Tokenizer::from_gguf(&md, GGUF) {
         Err(LoadError::MissingFields { fields, .. }) => {
             assert_eq!(fields, ["tokenizer.ggml.tokens", "tokenizer.ggml.merges"]);
@@ -329,19 +215,11 @@ fn inconsistent_metadata_is_a_clear_error() {
 fn ids_outside_the_vocabulary_are_errors() {
     let tok = spm(false);
     let err = tok.decode(&[260, 268], false).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("cannot decode id 268: the vocabulary has 268 tokens"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("cannot decode id 268: the vocabulary has 268 tokens"), "{err}");
     assert!(tok.check_model_vocab(268).is_ok());
     assert!(tok.check_model_vocab(300).is_ok());
     let err = tok.check_model_vocab(100).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("268 tokens but the model's embedding has only 100 rows"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("268 tokens but the model's embedding has only 100 rows"), "{err}");
 }
 
 /// A byte-level `tokenizer.json`: `<s>` 0 and `</s>` 1 (special), `h` 2, `i` 3, `hi` 4, `Ġ` 5,
@@ -381,24 +259,14 @@ fn hugging_face_files_supply_special_ids_and_the_bos_rule() {
 
     // Without a config: no special ids, no BOS.
     let tok = Tokenizer::from_file(&json, None).unwrap();
-    assert_eq!(
-        (tok.bos_id(), tok.eos_id(), tok.add_bos_token()),
-        (None, None, false)
-    );
+    assert_eq!((tok.bos_id(), tok.eos_id(), tok.add_bos_token()), (None, None, false));
     assert_eq!(tok.encode("hi hi", true).unwrap(), [4, 6]);
     assert_eq!(tok.vocab_size(), 7);
 
     // Special tokens as a string and as an object; add_bos_token stated.
-    std::fs::write(
-        &config,
-        r#"{"bos_token":"<s>","eos_token":{"content":"</s>"},"add_bos_token":true}"#,
-    )
-    .unwrap();
+    std::fs::write(&config, r#"{"bos_token":"<s>","eos_token":{"content":"</s>"},"add_bos_token":true}"#).unwrap();
     let tok = Tokenizer::from_file(&json, Some(&config)).unwrap();
-    assert_eq!(
-        (tok.bos_id(), tok.eos_id(), tok.add_bos_token()),
-        (Some(0), Some(1), true)
-    );
+    assert_eq!((tok.bos_id(), tok.eos_id(), tok.add_bos_token()), (Some(0), Some(1), true));
     assert_eq!(tok.encode("hi hi", true).unwrap(), [0, 4, 6]);
     assert_eq!(tok.decode(&[0, 4, 6, 1], false).unwrap(), "<s>hi hi</s>");
     assert_eq!(tok.decode(&[0, 4, 6, 1], true).unwrap(), "hi hi");
@@ -406,11 +274,7 @@ fn hugging_face_files_supply_special_ids_and_the_bos_rule() {
 
     // No add_bos_token: the post-processor decides.
     std::fs::write(&config, r#"{"bos_token":"<s>","eos_token":"</s>"}"#).unwrap();
-    assert!(
-        !Tokenizer::from_file(&json, Some(&config))
-            .unwrap()
-            .add_bos_token()
-    );
+    assert!(!Tokenizer::from_file(&json, Some(&config)).unwrap().add_bos_token());
     std::fs::write(&json, tokenizer_json(BOS_TEMPLATE)).unwrap();
     let tok = Tokenizer::from_file(&json, Some(&config)).unwrap();
     assert!(tok.add_bos_token());

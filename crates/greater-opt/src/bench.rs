@@ -42,16 +42,24 @@ pub struct BenchRow {
 }
 
 /// Optimise and evaluate `task` with `cfg` in `dir`, and summarise.
-pub fn run_task(loaded: &LoadedModel, task: &Task, cfg: &OptimizeConfig, dir: &Path, observer: &dyn Observer) -> Result<BenchRow, OptError> {
+pub fn run_task(
+    loaded: &LoadedModel,
+    task: &Task,
+    cfg: &OptimizeConfig,
+    dir: &Path,
+    observer: &dyn Observer,
+) -> Result<BenchRow, OptError> {
     let t = Instant::now();
     let run = Run { loaded, task, cfg, dir: dir.to_path_buf(), observer };
     let prep = run.prepare()?;
     let state = run.optimize(&prep, false)?;
     let report = finish::finish(&run, &prep, &state, t.elapsed().as_secs_f64())?;
-    let events = std::fs::read_to_string(dir.join("events.jsonl")).map_err(|e| OptError::io(dir.join("events.jsonl"), e))?;
+    let events =
+        std::fs::read_to_string(dir.join("events.jsonl")).map_err(|e| OptError::io(dir.join("events.jsonl"), e))?;
     let mut tokens = 0u64;
     for line in events.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| OptError::BadFile { path: dir.join("events.jsonl"), reason: e.to_string() })?;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| OptError::BadFile { path: dir.join("events.jsonl"), reason: e.to_string() })?;
         tokens += v["generated_tokens"].as_u64().unwrap_or(0);
     }
     let gen_seconds: f64 = state.history.iter().map(|h| h.seconds[0] + h.seconds[3]).sum();

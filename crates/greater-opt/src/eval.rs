@@ -4,12 +4,12 @@
 
 use std::time::Instant;
 
-use greater_models::layers::log_softmax::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use greater_models::arch::CausalLm;
 use greater_models::cache::KvCache;
 use greater_models::generate::{GenerateOptions, decode, prefill};
 use greater_models::layers::download;
+use greater_models::layers::log_softmax::log_softmax;
 use greater_models::model::LoadedModel;
 use greater_tasks::ScoreSummary;
 use greater_tasks::{Example, TaskSpec};
@@ -125,9 +125,9 @@ pub fn evaluate(
     }
     let prompts: Vec<Vec<u32>> = layouts.iter().map(|(l, c)| l.generation_prompt(c)).collect();
     observer.phase("reasoning", examples.len());
-    let reasoning = generate_all(model, &prompts, opts.max_reasoning_tokens, tok.stop_ids(), opts.batch_size, observer)?;
-    let contexts: Vec<Vec<u32>> =
-        layouts.iter().zip(&reasoning).map(|((l, c), r)| l.answer_context(c, r)).collect();
+    let reasoning =
+        generate_all(model, &prompts, opts.max_reasoning_tokens, tok.stop_ids(), opts.batch_size, observer)?;
+    let contexts: Vec<Vec<u32>> = layouts.iter().zip(&reasoning).map(|((l, c), r)| l.answer_context(c, r)).collect();
     let labels = layouter.label_ids()?;
     observer.phase("answers", examples.len());
     let mut answers = vec![Vec::new(); examples.len()];
@@ -138,7 +138,8 @@ pub fn evaluate(
     for chunk in order.chunks(opts.batch_size.max(1)) {
         let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| contexts[i].clone()).collect();
         let longest = batch.iter().map(Vec::len).max().unwrap_or(0);
-        let extra = opts.max_answer_tokens.max(labels.as_ref().map_or(0, |l| l.iter().map(Vec::len).max().unwrap_or(0)));
+        let extra =
+            opts.max_answer_tokens.max(labels.as_ref().map_or(0, |l| l.iter().map(Vec::len).max().unwrap_or(0)));
         let mut cache = KvCache::new(batch.len(), longest + extra);
         let logits = prefill(model, &batch, &mut cache);
         if let Some(labels) = &labels {
@@ -195,7 +196,12 @@ pub fn evaluate(
 
 /// For each row of a prefilled batch, the index of the label whose tokens have the highest total
 /// log-probability after the context (ties: the first label).
-fn constrained_choice(model: &dyn CausalLm, cache: &KvCache, last_logits: Tensor<2>, labels: &[Vec<u32>]) -> Vec<usize> {
+fn constrained_choice(
+    model: &dyn CausalLm,
+    cache: &KvCache,
+    last_logits: Tensor<2>,
+    labels: &[Vec<u32>],
+) -> Vec<usize> {
     let [b, v] = last_logits.dims();
     let first = download(log_softmax(last_logits, 1));
     let n_l = labels.len();

@@ -53,7 +53,12 @@ pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f
             if best.is_none_or(|(a, _)| acc > a) {
                 best = Some((acc, i));
             }
-            dev_candidates.push(DevCandidate { text: p.text.clone(), ids: p.ids.clone(), train_score: p.score, dev_accuracy: acc });
+            dev_candidates.push(DevCandidate {
+                text: p.text.clone(),
+                ids: p.ids.clone(),
+                train_score: p.score,
+                dev_accuracy: acc,
+            });
         }
         if let Some((_, i)) = best {
             final_ids = state.top[i].ids.clone();

@@ -85,7 +85,12 @@ impl<'a> Layouter<'a> {
     }
 
     /// Lay out example `index` with the prompt `prompt` (text): its fixed parts and the prompt ids.
-    pub fn example(&self, index: usize, example: &Example, prompt: &str) -> Result<(ExampleLayout, Vec<u32>), OptError> {
+    pub fn example(
+        &self,
+        index: usize,
+        example: &Example,
+        prompt: &str,
+    ) -> Result<(ExampleLayout, Vec<u32>), OptError> {
         let err = |reason: String| OptError::Layout { example: index, reason };
         if prompt.trim().is_empty() {
             return Err(err("the prompt is empty".into()));

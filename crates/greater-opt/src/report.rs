@@ -5,10 +5,10 @@ use std::path::Path;
 
 use greater_tasks::{Accuracy, PairedComparison};
 
+use crate::OptError;
 use crate::eval::EvalResult;
 use crate::optimize::OptimizeConfig;
 use crate::optimize::state::{StepSummary, write_atomic};
-use crate::OptError;
 
 /// Accuracy of one prompt per split (absent when not evaluated).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -97,7 +97,8 @@ pub fn write(dir: &Path, report: &Report) -> Result<(), OptError> {
 pub fn regenerate_html(dir: &Path) -> Result<(), OptError> {
     let path = dir.join("report.json");
     let text = std::fs::read_to_string(&path).map_err(|e| OptError::io(&path, e))?;
-    let report: Report = serde_json::from_str(&text).map_err(|e| OptError::BadFile { path: path.clone(), reason: e.to_string() })?;
+    let report: Report =
+        serde_json::from_str(&text).map_err(|e| OptError::BadFile { path: path.clone(), reason: e.to_string() })?;
     let read = |name: &str| -> Option<EvalResult> {
         let p = dir.join("evals").join(name);
         std::fs::read_to_string(p).ok().and_then(|t| serde_json::from_str(&t).ok())
@@ -111,13 +112,16 @@ fn esc(s: &str) -> String {
 }
 
 fn pct(a: &Option<Accuracy>) -> String {
-    a.as_ref().map_or("–".into(), |a| format!("{:.1}% [{:.1}, {:.1}] (n={})", 100.0 * a.accuracy, 100.0 * a.ci_low, 100.0 * a.ci_high, a.total))
+    a.as_ref().map_or("–".into(), |a| {
+        format!("{:.1}% [{:.1}, {:.1}] (n={})", 100.0 * a.accuracy, 100.0 * a.ci_low, 100.0 * a.ci_high, a.total)
+    })
 }
 
 /// A line plot of `ys` against step, as inline SVG.
 fn svg_line(title: &str, ys: &[f32]) -> String {
     let (w, h, pad) = (560.0f32, 180.0f32, 30.0f32);
-    let mut s = format!("<figure><figcaption>{}</figcaption><svg width=\"{w}\" height=\"{h}\" role=\"img\">", esc(title));
+    let mut s =
+        format!("<figure><figcaption>{}</figcaption><svg width=\"{w}\" height=\"{h}\" role=\"img\">", esc(title));
     if ys.is_empty() {
         return s + "</svg></figure>";
     }
@@ -166,7 +170,13 @@ fn render_html(r: &Report, initial: Option<&EvalResult>, fin: Option<&EvalResult
     );
     h += "<h2>Accuracy</h2><table><tr><th>prompt</th><th>train</th><th>dev</th><th>test</th></tr>";
     for (name, a) in [("initial", &r.accuracy_initial), ("final", &r.accuracy_final)] {
-        let _ = write!(h, "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td></tr>", pct(&a.train), pct(&a.dev), pct(&a.test));
+        let _ = write!(
+            h,
+            "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            pct(&a.train),
+            pct(&a.dev),
+            pct(&a.test)
+        );
     }
     h += "</table>";
     if let Some(d) = &r.test_difference {
@@ -186,19 +196,29 @@ fn render_html(r: &Report, initial: Option<&EvalResult>, fin: Option<&EvalResult
         s.total, s.generation, s.proposal, s.gradient, s.selection, s.evaluation
     );
     h += "<h2>Per step</h2>";
-    h += &svg_line("selection score (mistake rate + w·prompt NLL)", &r.history.iter().map(|x| x.score).collect::<Vec<_>>());
+    h += &svg_line(
+        "selection score (mistake rate + w·prompt NLL)",
+        &r.history.iter().map(|x| x.score).collect::<Vec<_>>(),
+    );
     h += &svg_line("teacher-forced mistake rate", &r.history.iter().map(|x| x.mistake_rate).collect::<Vec<_>>());
     h += "<h2>Prompt evolution</h2><table><tr><th>step</th><th>score</th><th>prompt</th></tr>";
     let mut prev = r.initial_prompt.clone();
     for x in &r.history {
-        let _ = write!(h, "<tr><td>{}</td><td>{:.3}</td><td>{}</td></tr>", x.step + 1, x.score, diff_words(&prev, &x.text));
+        let _ =
+            write!(h, "<tr><td>{}</td><td>{:.3}</td><td>{}</td></tr>", x.step + 1, x.score, diff_words(&prev, &x.text));
         prev = x.text.clone();
     }
     h += "</table>";
     if !r.dev_candidates.is_empty() {
         h += "<h2>Dev selection</h2><table><tr><th>prompt</th><th>train score</th><th>dev accuracy</th></tr>";
         for c in &r.dev_candidates {
-            let _ = write!(h, "<tr><td>{}</td><td>{:.3}</td><td>{:.1}%</td></tr>", esc(&c.text), c.train_score, 100.0 * c.dev_accuracy);
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{:.3}</td><td>{:.1}%</td></tr>",
+                esc(&c.text),
+                c.train_score,
+                100.0 * c.dev_accuracy
+            );
         }
         h += "</table>";
     }
@@ -206,9 +226,22 @@ fn render_html(r: &Report, initial: Option<&EvalResult>, fin: Option<&EvalResult
         h += "<h2>Test examples</h2><table><tr><th>#</th><th>question</th><th>gold</th><th>initial answer</th><th>final answer</th></tr>";
         for (x, y) in a.records.iter().zip(&b.records) {
             let cell = |r: &crate::eval::ExampleRecord| {
-                format!("<td class=\"{}\" title=\"{}\">{}</td>", if r.correct { "ok" } else { "bad" }, esc(&r.reasoning), esc(&r.raw_answer))
+                format!(
+                    "<td class=\"{}\" title=\"{}\">{}</td>",
+                    if r.correct { "ok" } else { "bad" },
+                    esc(&r.reasoning),
+                    esc(&r.raw_answer)
+                )
             };
-            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td>{}{}</tr>", x.index, esc(&x.input), esc(&x.gold), cell(x), cell(y));
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td>{}{}</tr>",
+                x.index,
+                esc(&x.input),
+                esc(&x.gold),
+                cell(x),
+                cell(y)
+            );
         }
         h += "</table>";
     }

@@ -42,9 +42,8 @@ pub(crate) fn infer_kind(rows: &[Row]) -> (AnswerKind, Option<String>) {
         let count = max_choice.max(max_target.unwrap_or(0)).clamp(1, 26);
         return (AnswerKind::Letter, Some(letters().take(count).collect()));
     }
-    let all_in = |set: [&str; 2]| {
-        !targets.is_empty() && targets.iter().all(|t| set.iter().any(|s| s.eq_ignore_ascii_case(t)))
-    };
+    let all_in =
+        |set: [&str; 2]| !targets.is_empty() && targets.iter().all(|t| set.iter().any(|s| s.eq_ignore_ascii_case(t)));
     let kind = if all_in(["yes", "no"]) {
         AnswerKind::YesNo
     } else if all_in(["true", "false"]) {
@@ -103,7 +102,9 @@ mod tests {
     #[test]
     fn custom_file_with_choices_loads_and_splits() {
         let lines: Vec<String> = (0..60)
-            .map(|i| format!(r#"{{"input": "q{i}", "target": "{}", "choices": ["red", "blue"]}}"#, ["red", "blue"][i % 2]))
+            .map(|i| {
+                format!(r#"{{"input": "q{i}", "target": "{}", "choices": ["red", "blue"]}}"#, ["red", "blue"][i % 2])
+            })
             .collect();
         let file = write(&lines);
         let task = load_custom(file.path()).unwrap();

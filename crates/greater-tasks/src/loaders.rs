@@ -46,8 +46,11 @@ pub(crate) fn read_file(path: &Path) -> Result<String, TaskError> {
 
 /// Parses a BBH file `{"examples": [{"input", "target"}, ..]}`.
 pub(crate) fn parse_bbh(path: &Path, text: &str) -> Result<Vec<Row>, TaskError> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|source| TaskError::Json { path: path.to_owned(), line: source.line(), source })?;
+    let value: Value = serde_json::from_str(text).map_err(|source| TaskError::Json {
+        path: path.to_owned(),
+        line: source.line(),
+        source,
+    })?;
     let examples = value.get("examples").and_then(Value::as_array).ok_or_else(|| TaskError::Field {
         path: path.to_owned(),
         at: "top level".into(),
@@ -73,14 +76,13 @@ pub(crate) fn parse_gsm8k(path: &Path, text: &str) -> Result<Vec<Row>, TaskError
         .map(|(at, item)| {
             let input = string_field(path, &at, &item, "question")?;
             let answer = string_field(path, &at, &item, "answer")?;
-            let target = answer.rsplit_once("####").map(|(_, t)| t.trim().to_owned()).ok_or_else(|| {
-                TaskError::Field {
+            let target =
+                answer.rsplit_once("####").map(|(_, t)| t.trim().to_owned()).ok_or_else(|| TaskError::Field {
                     path: path.to_owned(),
                     at: at.clone(),
                     field: "answer".into(),
                     expected: "text ending in a `#### <answer>` line".into(),
-                }
-            })?;
+                })?;
             Ok(Row { input, raw_target: target.clone(), target, choices: Vec::new(), at })
         })
         .collect()
@@ -98,11 +100,9 @@ pub(crate) fn parse_folio(
         .into_iter()
         .map(|(at, item)| {
             let premises = match item.get("premises") {
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .map(|p| p.as_str().map(str::trim))
-                    .collect::<Option<Vec<_>>>()
-                    .map(|v| v.join("\n")),
+                Some(Value::Array(list)) => {
+                    list.iter().map(|p| p.as_str().map(str::trim)).collect::<Option<Vec<_>>>().map(|v| v.join("\n"))
+                }
                 Some(Value::String(s)) => Some(s.trim().to_owned()),
                 _ => None,
             }
@@ -140,16 +140,16 @@ pub(crate) fn parse_custom(path: &Path, text: &str) -> Result<Vec<Row>, TaskErro
             };
             let choices = match item.get("choices") {
                 None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .map(|c| c.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| TaskError::Field {
-                        path: path.to_owned(),
-                        at: at.clone(),
-                        field: "choices".into(),
-                        expected: "an array of strings".into(),
-                    })?,
+                Some(Value::Array(list)) => {
+                    list.iter().map(|c| c.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(|| {
+                        TaskError::Field {
+                            path: path.to_owned(),
+                            at: at.clone(),
+                            field: "choices".into(),
+                            expected: "an array of strings".into(),
+                        }
+                    })?
+                }
                 Some(_) => {
                     return Err(TaskError::Field {
                         path: path.to_owned(),
@@ -187,8 +187,11 @@ fn jsonl_values(path: &Path, text: &str) -> Result<Vec<(String, Value)>, TaskErr
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(line)
-            .map_err(|source| TaskError::Json { path: path.to_owned(), line: i + 1, source })?;
+        let value: Value = serde_json::from_str(line).map_err(|source| TaskError::Json {
+            path: path.to_owned(),
+            line: i + 1,
+            source,
+        })?;
         values.push((format!("line {}", i + 1), value));
     }
     Ok(values)
@@ -239,7 +242,10 @@ mod tests {
         let map: BTreeMap<String, String> = [("True", "A"), ("Unknown", "C")].map(|(k, v)| (k.into(), v.into())).into();
         let text = r#"{"premises": ["P1.", "P2. "], "conclusion": "C.", "label": "Unknown"}"#;
         let rows = parse_folio(Path::new("f.jsonl"), text, "{premises}|{conclusion}", &map, &[]).unwrap();
-        assert_eq!((rows[0].input.as_str(), rows[0].target.as_str(), rows[0].raw_target.as_str()), ("P1.\nP2.|C.", "C", "Unknown"));
+        assert_eq!(
+            (rows[0].input.as_str(), rows[0].target.as_str(), rows[0].raw_target.as_str()),
+            ("P1.\nP2.|C.", "C", "Unknown")
+        );
         let bad = r#"{"premises": ["P"], "conclusion": "C", "label": "Maybe"}"#;
         let err = parse_folio(Path::new("f.jsonl"), bad, "", &map, &[]).unwrap_err();
         assert!(err.to_string().contains("line 1: target `Maybe`"), "{err}");
@@ -247,11 +253,13 @@ mod tests {
 
     #[test]
     fn custom_rows_accept_numbers_and_choices() {
-        let text = "{\"input\": \"q\", \"target\": 42}\n{\"input\": \"r\", \"target\": \"x\", \"choices\": [\"x\", \"y\"]}";
+        let text =
+            "{\"input\": \"q\", \"target\": 42}\n{\"input\": \"r\", \"target\": \"x\", \"choices\": [\"x\", \"y\"]}";
         let rows = parse_custom(Path::new("c.jsonl"), text).unwrap();
         assert_eq!(rows[0].target, "42");
         assert_eq!(rows[1].choices, ["x", "y"]);
-        let err = parse_custom(Path::new("c.jsonl"), "{\"input\": \"q\", \"target\": \"t\", \"choices\": 3}").unwrap_err();
+        let err =
+            parse_custom(Path::new("c.jsonl"), "{\"input\": \"q\", \"target\": \"t\", \"choices\": 3}").unwrap_err();
         assert!(err.to_string().contains("field `choices`"), "{err}");
     }
 }

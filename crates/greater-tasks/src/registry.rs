@@ -43,10 +43,11 @@ pub fn is_custom_name(name: &str) -> bool {
 /// The spec of a built-in task; an unknown name is an error listing the closest names.
 pub fn spec(name: &str) -> Result<TaskSpec, TaskError> {
     let registry = registry()?;
-    registry.specs.get(name).cloned().ok_or_else(|| TaskError::UnknownTask {
-        name: name.to_owned(),
-        suggestions: closest_names(name, 3),
-    })
+    registry
+        .specs
+        .get(name)
+        .cloned()
+        .ok_or_else(|| TaskError::UnknownTask { name: name.to_owned(), suggestions: closest_names(name, 3) })
 }
 
 /// Loads a task by name: a built-in task from `data_root`, or a custom `.jsonl` file.
@@ -78,7 +79,10 @@ pub fn load(spec: TaskSpec, data_root: &Path) -> Result<Task, TaskError> {
             let test = rows_to_examples(&spec, &test_path, parse_gsm8k(&test_path, &test_text)?)?;
             split_separate(&name, (&pool_path, pool), (&test_path, test), *train, *dev)?
         }
-        (Source::Folio { train_file, test_file, template, label_map, choices }, SplitRule::SeparateTest { train, dev }) => {
+        (
+            Source::Folio { train_file, test_file, template, label_map, choices },
+            SplitRule::SeparateTest { train, dev },
+        ) => {
             let (pool_path, pool_text) = read_data_file(data_root, train_file)?;
             let (test_path, test_text) = read_data_file(data_root, test_file)?;
             let parse = |path: &Path, text: &str| parse_folio(path, text, template, label_map, choices);

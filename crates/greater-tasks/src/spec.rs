@@ -233,8 +233,8 @@ pub(crate) struct RawGenerated {
 impl SpecFile {
     /// Parses `text` (the contents of `tasks.toml`).
     pub fn parse(text: &str) -> Result<Self, TaskError> {
-        let file: SpecFile = toml::from_str(text)
-            .map_err(|e| TaskError::Spec { task: "tasks.toml".into(), message: e.to_string() })?;
+        let file: SpecFile =
+            toml::from_str(text).map_err(|e| TaskError::Spec { task: "tasks.toml".into(), message: e.to_string() })?;
         for kind in AnswerKind::ALL {
             if !file.kinds.contains_key(kind.name()) {
                 return Err(spec_error("tasks.toml", format!("[kinds.{}] is missing", kind.name())));
@@ -287,7 +287,13 @@ impl SpecFile {
     }
 
     /// A spec for a custom file whose kind and letters were inferred from its targets.
-    pub fn custom(&self, name: &str, kind: AnswerKind, letters: Option<String>, file: PathBuf) -> Result<TaskSpec, TaskError> {
+    pub fn custom(
+        &self,
+        name: &str,
+        kind: AnswerKind,
+        letters: Option<String>,
+        file: PathBuf,
+    ) -> Result<TaskSpec, TaskError> {
         let defaults = &self.kinds[kind.name()];
         let mut extractor = defaults.extractor.clone();
         if let Some(letters) = &letters {
@@ -315,7 +321,8 @@ impl SpecFile {
         let defaults = &self.kinds[kind.name()];
         let labels: Vec<String> = match kind {
             AnswerKind::Letter => {
-                let letters = table.letters.as_deref().ok_or_else(|| spec_error(name, "letter task without `letters`".into()))?;
+                let letters =
+                    table.letters.as_deref().ok_or_else(|| spec_error(name, "letter task without `letters`".into()))?;
                 if letters.is_empty() || !letters.chars().all(|c| c.is_ascii_uppercase()) {
                     return Err(spec_error(name, format!("`letters = \"{letters}\"` must be uppercase ASCII letters")));
                 }

@@ -142,9 +142,16 @@ fn bad_bbh_target_names_file_and_row() {
     assert!(matches!(err, TaskError::TargetDoesNotFit { .. }));
     assert_eq!(
         err.to_string(),
-        format!("{}: examples[3]: target `Maybe` does not fit answer kind yes_no (expected one of Yes, No)", file.display())
+        format!(
+            "{}: examples[3]: target `Maybe` does not fit answer kind yes_no (expected one of Yes, No)",
+            file.display()
+        )
     );
-    std::fs::write(&file, "{\"examples\": [\n{\"input\": \"q\", \"target\": \"Yes\"},\n{\"input\": \"q\" \"target\": \"No\"}]}").unwrap();
+    std::fs::write(
+        &file,
+        "{\"examples\": [\n{\"input\": \"q\", \"target\": \"Yes\"},\n{\"input\": \"q\" \"target\": \"No\"}]}",
+    )
+    .unwrap();
     let err = load_task("bbh/navigate", dir.path()).unwrap_err().to_string();
     assert!(err.starts_with(&format!("{}:3: malformed JSON", file.display())), "{err}");
     std::fs::write(&file, "{\"examples\": []}").unwrap();

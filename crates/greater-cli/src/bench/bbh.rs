@@ -75,9 +75,18 @@ pub fn run(args: &BbhArgs) -> Result<()> {
         eprintln!("{name}: done in {:.0} s; final prompt {:?}", row.total_seconds, row.final_prompt);
         rows.push(row);
     }
-    println!("model {} on {} ({} threads)", args.model, greater_models::device::backend_name(), rayon::current_num_threads());
+    println!(
+        "model {} on {} ({} threads)",
+        args.model,
+        greater_models::device::backend_name(),
+        rayon::current_num_threads()
+    );
     print!("{}", table(&rows));
-    let path = write_json(&args.common.out, "bbh.json", &serde_json::json!({ "model": args.model, "args": format!("{args:?}"), "rows": rows }))?;
+    let path = write_json(
+        &args.common.out,
+        "bbh.json",
+        &serde_json::json!({ "model": args.model, "args": format!("{args:?}"), "rows": rows }),
+    )?;
     println!("wrote {}", path.display());
     Ok(())
 }

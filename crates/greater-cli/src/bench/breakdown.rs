@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Distribution, FloatDType, Int, Tensor, TensorData};
+use greater_models::KvCache;
 use greater_models::arch::{AnyModel, CausalLm};
 use greater_models::config::{Activation, LayerAttention, ModelConfig};
 use greater_models::generate::{argmax_rows, prefill};
@@ -24,7 +25,6 @@ use greater_models::layers::rms_norm::RmsNorm;
 use greater_models::layers::rope::Rope;
 use greater_models::loading::HostTensor;
 use greater_models::loading::memory::SplitMix64;
-use greater_models::KvCache;
 
 use super::machine;
 
@@ -138,7 +138,12 @@ pub fn decode_step(model: &AnyModel, batch: usize, cached: usize, capacity: usiz
 
     let mut parts = Vec::new();
     let mut part = |name, calls, secs: f64| {
-        parts.push(Part { name, calls_per_step: calls, per_call_us: secs * 1e6, per_step_ms: calls as f64 * secs * 1e3 })
+        parts.push(Part {
+            name,
+            calls_per_step: calls,
+            per_call_us: secs * 1e6,
+            per_step_ms: calls as f64 * secs * 1e3,
+        })
     };
     part("host: cache plan", 1, time(&mut || drop(cache.plan(1, None))));
     part("host: mask build + upload", kinds, time(&mut || drop(mask::build(&plan.keys, 1, None, &dev))));
@@ -146,7 +151,11 @@ pub fn decode_step(model: &AnyModel, batch: usize, cached: usize, capacity: usiz
     part("embed (row select)", 1, time(&mut || drop(model.embed(ids.clone()))));
     part("rms norm", layers * norms_per_layer + 1, time(&mut || drop(layer.norm.forward(x.clone()))));
     if c.qk_norm {
-        part("q/k head norms", layers, time(&mut || drop((layer.norm_d.forward(q.clone()), layer.norm_d.forward(k1.clone())))));
+        part(
+            "q/k head norms",
+            layers,
+            time(&mut || drop((layer.norm_d.forward(q.clone()), layer.norm_d.forward(k1.clone())))),
+        );
     }
     let qkv = time(&mut || {
         let a = &next().attn;
@@ -344,10 +353,13 @@ fn experiments(
     model: &AnyModel,
 ) -> Vec<Experiment> {
     let dev = w.device.clone();
-    let (h, nh, nkv, d, i) = (c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size);
+    let (h, nh, nkv, d, i) =
+        (c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size);
     let layers = c.num_hidden_layers;
     let mut out = Vec::new();
-    let mut exp = |name, calls: usize, current: f64, alternative: f64| out.push(Experiment::new(name, calls, current, alternative));
+    let mut exp = |name, calls: usize, current: f64, alternative: f64| {
+        out.push(Experiment::new(name, calls, current, alternative))
+    };
 
     // Output head: the tied embedding enters as a transposed view `[hidden, vocab]`.
     let x = Tensor::<2>::random([b, h], Distribution::Default, &dev);
@@ -368,7 +380,8 @@ fn experiments(
     exp("lm_head: E · xᵀ (vocab rows) then transpose", 1, view, swapped);
     // Half the bytes to stream: f16 weights (gemm widens them to f32 while packing).
     let e16 = e.clone().cast(FloatDType::F16);
-    let half = time(&mut || drop(x.clone().cast(FloatDType::F16).matmul(e16.clone().transpose()).cast(FloatDType::F32)));
+    let half =
+        time(&mut || drop(x.clone().cast(FloatDType::F16).matmul(e16.clone().transpose()).cast(FloatDType::F32)));
     exp("lm_head: f16 copy of E (x cast to f16 and back)", 1, view, half);
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool");
     if rayon::current_num_threads() > 1 {

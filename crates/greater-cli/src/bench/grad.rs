@@ -179,7 +179,8 @@ impl Workload {
         let seqs = (0..batch)
             .map(|r| {
                 let len = tokens.saturating_sub(r % 4).max(CONTROL_TOKENS + 20);
-                let (prefix, suffix, extractor) = (token_ids(rng, 30, lo, hi), token_ids(rng, 5, lo, hi), token_ids(rng, 6, lo, hi));
+                let (prefix, suffix, extractor) =
+                    (token_ids(rng, 30, lo, hi), token_ids(rng, 5, lo, hi), token_ids(rng, 6, lo, hi));
                 let fixed = prefix.len() + CONTROL_TOKENS + suffix.len() + extractor.len() + 1;
                 let reasoning = token_ids(rng, len.saturating_sub(fixed), lo, hi);
                 let answer = token_ids(rng, 1, lo, hi);

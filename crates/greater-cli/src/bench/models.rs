@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use greater_models::KvCache;
 use greater_models::arch::{AnyModel, CausalLm};
 use greater_models::config::ModelConfig;
 use greater_models::generate::{GenerateOptions, decode, prefill};
 use greater_models::loading::memory::SplitMix64;
 use greater_models::model::LoadedModel;
-use greater_models::KvCache;
 
 use super::breakdown::{self, Breakdown};
 use super::machine::{self, Bandwidth, GemmRate, Threads};
@@ -233,11 +233,8 @@ fn model_names(given: &[String]) -> Result<Vec<String>> {
     if !given.is_empty() {
         return Ok(given.to_vec());
     }
-    let cached: Vec<String> = DEFAULT_MODELS
-        .iter()
-        .filter(|n| greater_models::hub::resolve(n).is_ok())
-        .map(|n| n.to_string())
-        .collect();
+    let cached: Vec<String> =
+        DEFAULT_MODELS.iter().filter(|n| greater_models::hub::resolve(n).is_ok()).map(|n| n.to_string()).collect();
     if cached.is_empty() {
         bail!("none of {} is cached; run `greater models fetch smollm2-135m-instruct`", DEFAULT_MODELS.join(", "));
     }

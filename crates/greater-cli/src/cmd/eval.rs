@@ -88,7 +88,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let loaded = load_model(&args.model)?;
     let placement = Placement {
-        joiner: args.joiner.clone().or_else(|| from.as_ref().map(|r| r.config.joiner.clone())).unwrap_or_else(|| greater_tasks::DEFAULT_JOINER.into()),
+        joiner: args
+            .joiner
+            .clone()
+            .or_else(|| from.as_ref().map(|r| r.config.joiner.clone()))
+            .unwrap_or_else(|| greater_tasks::DEFAULT_JOINER.into()),
         frozen_prefix: args
             .frozen_prefix
             .clone()
@@ -97,7 +101,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     let prompt = match (&args.prompt, &from) {
         (Some(text), _) => PromptInput::Text(text.clone()),
-        (None, Some(report)) if same_model(&report.model, &args.model) => PromptInput::Ids(report.final_prompt_ids.clone()),
+        (None, Some(report)) if same_model(&report.model, &args.model) => {
+            PromptInput::Ids(report.final_prompt_ids.clone())
+        }
         (None, Some(report)) => {
             eprintln!("the run used model {}; re-tokenising its final prompt text for {}", report.model, args.model);
             PromptInput::Text(report.final_prompt.clone())
@@ -127,7 +133,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         Some(text) => {
             bars.println(&format!("evaluating on {label}: {text:?}"));
             let p = PromptInput::Text(text.clone());
-            Some(evaluate(&loaded, &task.spec, examples, &p, &opts, &bars).map_err(|e| stopped_or(e, None, || format!("evaluating on {label}")))?)
+            Some(
+                evaluate(&loaded, &task.spec, examples, &p, &opts, &bars)
+                    .map_err(|e| stopped_or(e, None, || format!("evaluating on {label}")))?,
+            )
         }
     };
     bars.finish();
@@ -237,7 +246,8 @@ fn summary_json(text: &str, prompt: &PromptInput, r: &EvalResult) -> serde_json:
 }
 
 fn write_records(path: &Path, r: &EvalResult) -> Result<()> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
     for rec in &r.records {
         serde_json::to_writer(&mut f, rec).expect("records serialise");
         f.write_all(b"\n").with_context(|| format!("writing {}", path.display()))?;

@@ -62,7 +62,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         Some(id) => format!("stopped at {}", tok.id_to_token(id).unwrap_or_else(|| id.to_string())),
         None => "length limit".into(),
     };
-    eprintln!("[{} prompt tokens, {n} new tokens in {secs:.1} s ({:.1} tokens/s); {why}]", ids.len(), n as f64 / secs.max(1e-9));
+    eprintln!(
+        "[{} prompt tokens, {n} new tokens in {secs:.1} s ({:.1} tokens/s); {why}]",
+        ids.len(),
+        n as f64 / secs.max(1e-9)
+    );
     Ok(())
 }
 

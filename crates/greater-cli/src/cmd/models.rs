@@ -67,17 +67,14 @@ fn list() -> Result<()> {
 
 fn info(model: &str) -> Result<()> {
     let path = resolve_existing(model)?;
-    if path.is_dir() {
-        info_hf(&path)
-    } else {
-        info_gguf(&path)
-    }
+    if path.is_dir() { info_hf(&path) } else { info_gguf(&path) }
 }
 
 /// A path as is, or the cached file of a registry name (without downloading).
 fn resolve_existing(model: &str) -> Result<PathBuf> {
     hub::resolve(model).map_err(|e| {
-        let hint = if hub::lookup(model).is_some() { format!("; run `greater models fetch {model}`") } else { String::new() };
+        let hint =
+            if hub::lookup(model).is_some() { format!("; run `greater models fetch {model}`") } else { String::new() };
         anyhow::Error::new(e).context(format!("cannot inspect `{model}`{hint}"))
     })
 }
@@ -104,7 +101,8 @@ fn info_gguf(path: &Path) -> Result<()> {
     for (ty, (count, elements)) in &types {
         println!("    {ty:<8} {count:>4} tensors, {} values", fmt_count(*elements));
     }
-    let tokenizer = Tokenizer::from_gguf(meta, path).with_context(|| format!("reading the tokenizer of {}", path.display()))?;
+    let tokenizer =
+        Tokenizer::from_gguf(meta, path).with_context(|| format!("reading the tokenizer of {}", path.display()))?;
     print_tokenizer(&tokenizer);
     let chat = ChatTemplate::from_gguf(meta, path, cfg.family, &tokenizer)
         .with_context(|| format!("reading the chat template of {}", path.display()))?;
@@ -156,7 +154,8 @@ fn print_config(cfg: &ModelConfig) {
 
 fn print_tokenizer(tok: &Tokenizer) {
     let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i)).unwrap_or_else(|| "-".into());
-    let stops: Vec<String> = tok.stop_ids().iter().map(|&i| tok.id_to_token(i).unwrap_or_else(|| i.to_string())).collect();
+    let stops: Vec<String> =
+        tok.stop_ids().iter().map(|&i| tok.id_to_token(i).unwrap_or_else(|| i.to_string())).collect();
     println!(
         "tokenizer:     {} tokens; bos {}, eos {}; stops at {}",
         tok.vocab_size(),
@@ -169,7 +168,9 @@ fn print_tokenizer(tok: &Tokenizer) {
 fn print_chat(chat: &ChatTemplate) {
     match chat.source() {
         TemplateSource::Model => println!("chat template: the model's own ({})", chat.origin().display()),
-        TemplateSource::Fallback(family) => println!("chat template: built-in fallback for {family} (the model has none)"),
+        TemplateSource::Fallback(family) => {
+            println!("chat template: built-in fallback for {family} (the model has none)")
+        }
     }
     for line in chat.text().lines().take(6) {
         println!("    {}", truncate(line, 100));

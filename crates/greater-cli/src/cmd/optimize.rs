@@ -88,7 +88,8 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
         dir.display()
     ));
     let start = Instant::now();
-    let state = run.optimize(&prepared, resume).map_err(|e| stopped_or(e, resume_hint.clone(), || "optimising".into()))?;
+    let state =
+        run.optimize(&prepared, resume).map_err(|e| stopped_or(e, resume_hint.clone(), || "optimising".into()))?;
     let loop_seconds = previous.seconds + start.elapsed().as_secs_f64();
     let mut report = finish(&run, &prepared, &state, loop_seconds)
         .map_err(|e| stopped_or(e, resume_hint, || "evaluating and writing the report".into()))?;
@@ -122,7 +123,9 @@ fn resolve(args: &OptimizeArgs) -> Result<(OptimizeConfig, PathBuf, bool)> {
         return Ok((cfg, dir.clone(), true));
     }
     let mut cfg = match &args.config {
-        Some(file) => OptimizeConfig::from_toml_file(file).with_context(|| format!("reading the config {}", file.display()))?,
+        Some(file) => {
+            OptimizeConfig::from_toml_file(file).with_context(|| format!("reading the config {}", file.display()))?
+        }
         None => OptimizeConfig::default(),
     };
     if let Some(m) = &args.model {
@@ -189,7 +192,8 @@ fn prepare_resume(dir: &Path, cfg: &OptimizeConfig) -> Result<Previous> {
         state::save(dir, &s)?;
         let evals = dir.join("evals");
         if evals.exists() {
-            std::fs::remove_dir_all(&evals).with_context(|| format!("removing stale evaluations {}", evals.display()))?;
+            std::fs::remove_dir_all(&evals)
+                .with_context(|| format!("removing stale evaluations {}", evals.display()))?;
         }
     }
     let seconds = s.history.iter().map(|h| h.seconds.iter().sum::<f64>()).sum();
@@ -239,7 +243,10 @@ mod tests {
     #[test]
     fn default_out_names_the_task() {
         let t = UNIX_EPOCH + std::time::Duration::from_secs(86_400);
-        assert_eq!(default_out("gen/boolean_expressions", t), Path::new("runs/gen-boolean_expressions-19700102-000000"));
+        assert_eq!(
+            default_out("gen/boolean_expressions", t),
+            Path::new("runs/gen-boolean_expressions-19700102-000000")
+        );
         assert_eq!(default_out("data/my task.jsonl", t), Path::new("runs/data-my-task-19700102-000000"));
     }
 }

@@ -19,6 +19,7 @@
 use burn::tensor::{Device, Int, Tensor};
 
 use super::{CausalLm, Valid, check_tensors};
+use crate::LoadError;
 use crate::cache::KvCache;
 use crate::config::{Family, LayerAttention, ModelConfig, RopeScaling};
 use crate::layers::attention::Attention;
@@ -29,7 +30,6 @@ use crate::layers::rms_norm::RmsNorm;
 use crate::layers::rope::{Rope, RopeAngles};
 use crate::layers::upload;
 use crate::loading::WeightSource;
-use crate::LoadError;
 
 /// One decoder layer, `model.layers.{i}`.
 #[derive(Debug, Clone)]
@@ -211,10 +211,9 @@ impl CausalLm for Gemma {
                 LayerAttention::Global => {
                     (None, &*global.get_or_insert_with(|| self.global_rope.angles(&plan.positions, &self.device)))
                 }
-                LayerAttention::Sliding { window } => (
-                    Some(window),
-                    &*local.get_or_insert_with(|| self.local_rope.angles(&plan.positions, &self.device)),
-                ),
+                LayerAttention::Sliding { window } => {
+                    (Some(window), &*local.get_or_insert_with(|| self.local_rope.angles(&plan.positions, &self.device)))
+                }
             };
             let mask = match masks.iter().find(|(w, _)| *w == window) {
                 Some((_, m)) => m.clone(),

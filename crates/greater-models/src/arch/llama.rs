@@ -7,6 +7,7 @@
 use burn::tensor::{Device, Int, Tensor};
 
 use super::{CausalLm, Valid, check_tensors};
+use crate::LoadError;
 use crate::cache::KvCache;
 use crate::config::{Family, LayerAttention, ModelConfig};
 use crate::layers::attention::Attention;
@@ -17,7 +18,6 @@ use crate::layers::rms_norm::RmsNorm;
 use crate::layers::rope::Rope;
 use crate::layers::upload;
 use crate::loading::WeightSource;
-use crate::LoadError;
 
 /// One decoder layer, `model.layers.{i}`.
 #[derive(Debug, Clone)]

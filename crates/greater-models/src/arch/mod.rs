@@ -5,10 +5,10 @@ pub mod llama;
 
 use burn::tensor::{Device, Int, Tensor};
 
+use crate::LoadError;
 use crate::cache::KvCache;
 use crate::config::{Family, ModelConfig};
 use crate::loading::WeightSource;
-use crate::LoadError;
 
 pub use gemma::Gemma;
 pub use llama::Llama;
@@ -97,8 +97,7 @@ impl CausalLm for AnyModel {
 /// Check that `weights` holds every `(name, shape)` of `expected`; report all problems at once.
 pub fn check_tensors(weights: &dyn WeightSource, expected: &[(String, Vec<usize>)]) -> Result<(), LoadError> {
     let path = weights.path().to_path_buf();
-    let missing: Vec<String> =
-        expected.iter().filter(|(n, _)| !weights.contains(n)).map(|(n, _)| n.clone()).collect();
+    let missing: Vec<String> = expected.iter().filter(|(n, _)| !weights.contains(n)).map(|(n, _)| n.clone()).collect();
     if !missing.is_empty() {
         return Err(LoadError::MissingTensors { path, names: missing });
     }

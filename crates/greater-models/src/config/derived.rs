@@ -55,9 +55,7 @@ impl ModelConfig {
                 ),
             ));
         }
-        if let Some(i) =
-            self.layer_attention.iter().position(|a| *a == LayerAttention::Sliding { window: 0 })
-        {
+        if let Some(i) = self.layer_attention.iter().position(|a| *a == LayerAttention::Sliding { window: 0 }) {
             return Err(bad("layer_attention", format!("layer {i} has a sliding window of 0")));
         }
         let positive = [
@@ -78,42 +76,28 @@ impl ModelConfig {
         ];
         for (field, value) in non_negative {
             if !(value.is_finite() && value >= 0.0) {
-                return Err(bad(
-                    field,
-                    format!("must be finite and non-negative (0 = off), found {value}"),
-                ));
+                return Err(bad(field, format!("must be finite and non-negative (0 = off), found {value}")));
             }
         }
         match self.rope_scaling {
             RopeScaling::None => {}
             RopeScaling::Linear { factor } => {
                 if !(factor.is_finite() && factor > 0.0) {
-                    return Err(bad(
-                        "rope_scaling.factor",
-                        format!("must be finite and positive, found {factor}"),
-                    ));
+                    return Err(bad("rope_scaling.factor", format!("must be finite and positive, found {factor}")));
                 }
             }
             RopeScaling::Llama3(s) => {
                 if !(s.factor.is_finite() && s.factor > 0.0 && s.low_freq_factor > 0.0) {
                     return Err(bad(
                         "rope_scaling",
-                        format!(
-                            "factor {} and low_freq_factor {} must be positive",
-                            s.factor, s.low_freq_factor
-                        ),
+                        format!("factor {} and low_freq_factor {} must be positive", s.factor, s.low_freq_factor),
                     ));
                 }
                 // The smoothing between the two wavelength limits divides by their difference.
-                if s.high_freq_factor.partial_cmp(&s.low_freq_factor)
-                    != Some(std::cmp::Ordering::Greater)
-                {
+                if s.high_freq_factor.partial_cmp(&s.low_freq_factor) != Some(std::cmp::Ordering::Greater) {
                     return Err(bad(
                         "rope_scaling.high_freq_factor",
-                        format!(
-                            "{} must exceed low_freq_factor {}",
-                            s.high_freq_factor, s.low_freq_factor
-                        ),
+                        format!("{} must exceed low_freq_factor {}", s.high_freq_factor, s.low_freq_factor),
                     ));
                 }
                 if s.original_max_position_embeddings == 0 {
@@ -133,11 +117,9 @@ impl ModelConfig {
         let h = self.hidden_size;
         let q = self.num_attention_heads * self.head_dim;
         let kv = self.num_key_value_heads * self.head_dim;
-        let attention =
-            h * q + 2 * h * kv + q * h + if self.attention_bias { q + 2 * kv } else { 0 };
+        let attention = h * q + 2 * h * kv + q * h + if self.attention_bias { q + 2 * kv } else { 0 };
         let mlp = 3 * h * self.intermediate_size;
-        let norms = if self.sandwich_norms { 4 * h } else { 2 * h }
-            + if self.qk_norm { 2 * self.head_dim } else { 0 };
+        let norms = if self.sandwich_norms { 4 * h } else { 2 * h } + if self.qk_norm { 2 * self.head_dim } else { 0 };
         let embedding = self.vocab_size * h;
         let head = if self.tie_word_embeddings { 0 } else { embedding };
         embedding + self.num_hidden_layers * (attention + mlp + norms) + h + head

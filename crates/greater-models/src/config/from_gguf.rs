@@ -60,9 +60,7 @@ impl ModelConfig {
                         format!("{SUPPORTED_GGUF_ARCHS}; Gemma 1 (`gemma`) is not implemented")
                     }
                     o if o.starts_with("gemma") => {
-                        format!(
-                            "{SUPPORTED_GGUF_ARCHS}; `{o}` is a different architecture from Gemma 2/3"
-                        )
+                        format!("{SUPPORTED_GGUF_ARCHS}; `{o}` is a different architecture from Gemma 2/3")
                     }
                     _ => SUPPORTED_GGUF_ARCHS.to_owned(),
                 };
@@ -76,11 +74,7 @@ impl ModelConfig {
         let md = meta.scoped(arch);
         let dims = dims(meta, &md)?;
         let theta_default = if family == Family::Gemma3 { 1_000_000.0 } else { 10_000.0 };
-        let mut c = ModelConfig::with_family_conventions(
-            family,
-            dims,
-            md.f32_or("rope.freq_base", theta_default),
-        );
+        let mut c = ModelConfig::with_family_conventions(family, dims, md.f32_or("rope.freq_base", theta_default));
         c.rope_scaling = rope_scaling(meta, &md)?;
         c.tie_word_embeddings = !has_output_weight;
         match family {
@@ -94,11 +88,7 @@ impl ModelConfig {
             }
             Family::Gemma3 => {
                 let window = md.usize_or("attention.sliding_window", GEMMA3_SLIDING_WINDOW);
-                c.layer_attention = interleaved_layers(
-                    dims.num_hidden_layers,
-                    window,
-                    GEMMA3_SLIDING_WINDOW_PATTERN,
-                );
+                c.layer_attention = interleaved_layers(dims.num_hidden_layers, window, GEMMA3_SLIDING_WINDOW_PATTERN);
                 c.rope_local_theta = GEMMA3_LOCAL_ROPE_THETA;
                 c.attn_logit_softcapping = md.f32_or("attn_logit_softcapping", 0.0);
                 c.final_logit_softcapping = md.f32_or("final_logit_softcapping", 0.0);
@@ -121,13 +111,11 @@ fn dims(meta: &Metadata, md: &ScopedMeta<'_>) -> Result<Dims, LoadError> {
         "attention.layer_norm_rms_epsilon",
     ];
     let vocab_size = match meta.get("tokenizer.ggml.tokens") {
-        Some(tokens) => {
-            Some(tokens.as_array().map(<[_]>::len).ok_or_else(|| LoadError::BadField {
-                path: meta.path().to_path_buf(),
-                field: "tokenizer.ggml.tokens".into(),
-                reason: format!("expected an array, found {}", tokens.type_name()),
-            })?)
-        }
+        Some(tokens) => Some(tokens.as_array().map(<[_]>::len).ok_or_else(|| LoadError::BadField {
+            path: meta.path().to_path_buf(),
+            field: "tokenizer.ggml.tokens".into(),
+            reason: format!("expected an array, found {}", tokens.type_name()),
+        })?),
         None => md.opt_usize("vocab_size"),
     };
     let mut missing = match md.require_all(&required) {

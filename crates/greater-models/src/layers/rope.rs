@@ -28,9 +28,7 @@ impl Rope {
     /// Frequencies for heads of width `head_dim` with base `theta`, adjusted by `scaling`.
     pub fn new(head_dim: usize, theta: f32, scaling: &RopeScaling) -> Self {
         let half = head_dim / 2;
-        let mut inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32))
-            .collect();
+        let mut inv_freq: Vec<f32> = (0..half).map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32)).collect();
         match scaling {
             RopeScaling::None => {}
             RopeScaling::Linear { factor } => inv_freq.iter_mut().for_each(|f| *f /= factor),
@@ -45,8 +43,7 @@ impl Rope {
                     if wavelen > low_wavelen {
                         *f /= s.factor;
                     } else if wavelen >= high_wavelen {
-                        let smooth = (old / wavelen - s.low_freq_factor)
-                            / (s.high_freq_factor - s.low_freq_factor);
+                        let smooth = (old / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
                         *f = (1.0 - smooth) * *f / s.factor + smooth * *f;
                     }
                 }

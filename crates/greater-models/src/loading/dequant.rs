@@ -215,11 +215,7 @@ impl GgmlType {
             return Err(DequantError::Unsupported(self));
         };
         if !n_elements.is_multiple_of(block) {
-            return Err(DequantError::PartialBlock {
-                ty: self,
-                n_elements,
-                block_size: block,
-            });
+            return Err(DequantError::PartialBlock { ty: self, n_elements, block_size: block });
         }
         // Overflow is impossible for a real buffer; saturate so the length check reports it.
         Ok((n_elements / block).saturating_mul(size))
@@ -255,10 +251,7 @@ pub fn dequantize_into(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()
     let n_blocks = out.len() / block;
     let blocks_per_thread = n_blocks.div_ceil(threads);
     std::thread::scope(|scope| {
-        for (src, dst) in bytes
-            .chunks(blocks_per_thread * size)
-            .zip(out.chunks_mut(blocks_per_thread * block))
-        {
+        for (src, dst) in bytes.chunks(blocks_per_thread * size).zip(out.chunks_mut(blocks_per_thread * block)) {
             scope.spawn(move || decode_blocks(ty, src, dst));
         }
     });
@@ -268,12 +261,7 @@ pub fn dequantize_into(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()
 fn check_len(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<(), DequantError> {
     let expected = ty.byte_len(n_elements)?;
     if bytes.len() != expected {
-        return Err(DequantError::Length {
-            ty,
-            n_elements,
-            expected,
-            got: bytes.len(),
-        });
+        return Err(DequantError::Length { ty, n_elements, expected, got: bytes.len() });
     }
     Ok(())
 }
@@ -438,10 +426,7 @@ fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {
-        (
-            (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4),
-            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
-        )
+        ((s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
     }
 }
 

@@ -103,12 +103,7 @@ impl GgufFile {
             keys = header.metadata.len(),
             "opened GGUF"
         );
-        let index = header
-            .tensors
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.clone(), i))
-            .collect();
+        let index = header.tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         Ok(Self {
             path,
             version: header.version,
@@ -174,20 +169,13 @@ impl GgufFile {
     pub fn tensor_f32(&self, name: &str) -> Result<HostTensor, LoadError> {
         let info = self.require(name)?;
         let bytes = self.raw_bytes(name)?;
-        let data = dequant::dequantize(info.ty, bytes, info.n_elements())
-            .map_err(|e| self.tensor_error(info, e))?;
-        Ok(HostTensor {
-            shape: info.shape(),
-            data,
-        })
+        let data = dequant::dequantize(info.ty, bytes, info.n_elements()).map_err(|e| self.tensor_error(info, e))?;
+        Ok(HostTensor { shape: info.shape(), data })
     }
 
     fn require(&self, name: &str) -> Result<&TensorInfo, LoadError> {
         self.tensor_info(name)
-            .ok_or_else(|| LoadError::MissingTensors {
-                path: self.path.clone(),
-                names: vec![name.to_owned()],
-            })
+            .ok_or_else(|| LoadError::MissingTensors { path: self.path.clone(), names: vec![name.to_owned()] })
     }
 
     fn tensor_error(&self, info: &TensorInfo, err: dequant::DequantError) -> LoadError {
@@ -212,25 +200,17 @@ struct Header {
 }
 
 fn parse(bytes: &[u8], path: &Path) -> Result<Header, LoadError> {
-    let mut r = Reader {
-        bytes,
-        pos: 0,
-        path,
-    };
+    let mut r = Reader { bytes, pos: 0, path };
     let magic = r.take(4, "magic")?;
     if magic != GGUF_MAGIC {
-        return Err(r.err(format!(
-            "not a GGUF file (magic {magic:02x?}, expected \"GGUF\")"
-        )));
+        return Err(r.err(format!("not a GGUF file (magic {magic:02x?}, expected \"GGUF\")")));
     }
     let version = r.u32("version")?;
     if version.swap_bytes() == 2 || version.swap_bytes() == 3 {
         return Err(r.err("big-endian GGUF files are not supported".into()));
     }
     if version != 2 && version != 3 {
-        return Err(r.err(format!(
-            "unsupported GGUF version {version} (supported: 2, 3)"
-        )));
+        return Err(r.err(format!("unsupported GGUF version {version} (supported: 2, 3)")));
     }
     let n_tensors = r.u64("tensor count")?;
     let n_kv = r.u64("metadata count")?;
@@ -279,22 +259,11 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Header, LoadError> {
     for info in &tensors {
         check_extent(info, data_offset, bytes.len(), path)?;
     }
-    Ok(Header {
-        version,
-        metadata,
-        tensors,
-        alignment,
-        data_offset,
-    })
+    Ok(Header { version, metadata, tensors, alignment, data_offset })
 }
 
 /// Checks that a tensor's data lies inside the file (for types whose size is known).
-fn check_extent(
-    info: &TensorInfo,
-    data_offset: usize,
-    file_len: usize,
-    path: &Path,
-) -> Result<(), LoadError> {
+fn check_extent(info: &TensorInfo, data_offset: usize, file_len: usize, path: &Path) -> Result<(), LoadError> {
     if !info.ty.is_supported() {
         tracing::debug!(tensor = info.name, ty = %info.ty, "tensor of unsupported type");
         return Ok(());
@@ -309,12 +278,8 @@ fn check_extent(
             ),
         ));
     }
-    let len = info
-        .byte_len()
-        .map_err(|e| LoadError::format(path, format!("tensor `{}`: {e}", info.name)))?;
-    let end = data_offset
-        .checked_add(info.offset)
-        .and_then(|s| s.checked_add(len));
+    let len = info.byte_len().map_err(|e| LoadError::format(path, format!("tensor `{}`: {e}", info.name)))?;
+    let end = data_offset.checked_add(info.offset).and_then(|s| s.checked_add(len));
     match end {
         Some(end) if end <= file_len => Ok(()),
         _ => Err(LoadError::format(
@@ -375,12 +340,7 @@ impl<'a> Reader<'a> {
     /// A count of items each at least `min_size` bytes long, checked against the bytes left.
     fn count(&self, n: u64, min_size: usize, what: &str) -> Result<usize, LoadError> {
         match usize::try_from(n) {
-            Ok(n)
-                if n.checked_mul(min_size)
-                    .is_some_and(|b| b <= self.remaining()) =>
-            {
-                Ok(n)
-            }
+            Ok(n) if n.checked_mul(min_size).is_some_and(|b| b <= self.remaining()) => Ok(n),
             _ => Err(self.err(format!(
                 "{what} {n} at byte {} is impossible: only {} bytes follow; the file is corrupt",
                 self.pos,
@@ -399,8 +359,7 @@ impl<'a> Reader<'a> {
     fn string(&mut self, what: &str) -> Result<String, LoadError> {
         let at = self.pos;
         let b = self.string_bytes(what)?;
-        String::from_utf8(b.to_vec())
-            .map_err(|_| self.err(format!("{what} at byte {at} is not valid UTF-8")))
+        String::from_utf8(b.to_vec()).map_err(|_| self.err(format!("{what} at byte {at} is not valid UTF-8")))
     }
 
     fn value(&mut self, ty: u32, key: &str, depth: usize) -> Result<MetaValue, LoadError> {
@@ -422,18 +381,13 @@ impl<'a> Reader<'a> {
                 let b = self.string_bytes(&what)?;
                 // Values (tokenizer pieces) are kept even when not UTF-8, as llama.cpp does.
                 MetaValue::String(String::from_utf8(b.to_vec()).unwrap_or_else(|e| {
-                    tracing::warn!(
-                        key,
-                        "metadata string is not valid UTF-8; replacing bad bytes"
-                    );
+                    tracing::warn!(key, "metadata string is not valid UTF-8; replacing bad bytes");
                     String::from_utf8_lossy(e.as_bytes()).into_owned()
                 }))
             }
             9 => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(self.err(format!(
-                        "{what}: arrays nested deeper than {MAX_ARRAY_DEPTH}"
-                    )));
+                    return Err(self.err(format!("{what}: arrays nested deeper than {MAX_ARRAY_DEPTH}")));
                 }
                 let elem_ty = self.u32(&what)?;
                 let n = self.u64(&what)?;
@@ -456,18 +410,14 @@ impl<'a> Reader<'a> {
     fn tensor_info(&mut self, name: String, alignment: usize) -> Result<TensorInfo, LoadError> {
         let n_dims = self.u32("tensor dimension count")? as usize;
         if n_dims > MAX_DIMS {
-            return Err(self.err(format!(
-                "tensor `{name}`: {n_dims} dimensions (ggml allows at most {MAX_DIMS})"
-            )));
+            return Err(self.err(format!("tensor `{name}`: {n_dims} dimensions (ggml allows at most {MAX_DIMS})")));
         }
         let mut dims = Vec::with_capacity(n_dims);
         let mut n_elements: usize = 1;
         for _ in 0..n_dims {
             let d = self.u64("tensor dimension")?;
             // The element count must fit in memory (ggml also caps it at i64::MAX).
-            let checked = usize::try_from(d)
-                .ok()
-                .and_then(|d| Some((d, n_elements.checked_mul(d)?)));
+            let checked = usize::try_from(d).ok().and_then(|d| Some((d, n_elements.checked_mul(d)?)));
             let Some((d, n)) = checked.filter(|&(_, n)| n <= i64::MAX as usize) else {
                 return Err(self.err(format!("tensor `{name}`: impossible dimension {d}")));
             };
@@ -476,16 +426,10 @@ impl<'a> Reader<'a> {
         }
         let ty = GgmlType::from_id(self.u32("tensor type")?);
         let offset = self.u64("tensor offset")?;
-        let offset = usize::try_from(offset)
-            .ok()
-            .filter(|o| o.is_multiple_of(alignment))
-            .ok_or_else(|| self.err(format!("tensor `{name}`: offset {offset} is not a multiple of the alignment {alignment}")))?;
-        Ok(TensorInfo {
-            name,
-            ty,
-            dims,
-            offset,
-        })
+        let offset = usize::try_from(offset).ok().filter(|o| o.is_multiple_of(alignment)).ok_or_else(|| {
+            self.err(format!("tensor `{name}`: offset {offset} is not a multiple of the alignment {alignment}"))
+        })?;
+        Ok(TensorInfo { name, ty, dims, offset })
     }
 }
 

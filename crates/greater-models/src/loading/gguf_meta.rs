@@ -143,11 +143,7 @@ pub struct Metadata {
 impl Metadata {
     /// Empty metadata for `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            entries: Vec::new(),
-            index: HashMap::new(),
-        }
+        Self { path: path.into(), entries: Vec::new(), index: HashMap::new() }
     }
 
     /// Adds `key`; a repeated key replaces the earlier value (GGUF forbids duplicates).
@@ -213,37 +209,23 @@ impl Metadata {
 
     /// `key` as an array of strings (`None` if absent, not an array, or any element is not a string).
     pub fn get_str_array(&self, key: &str) -> Option<Vec<&str>> {
-        self.get(key)?
-            .as_array()?
-            .iter()
-            .map(MetaValue::as_str)
-            .collect()
+        self.get(key)?.as_array()?.iter().map(MetaValue::as_str).collect()
     }
 
     /// `key` as an array of `f32`, from any float or integer element type.
     pub fn get_f32_array(&self, key: &str) -> Option<Vec<f32>> {
-        self.get(key)?
-            .as_array()?
-            .iter()
-            .map(MetaValue::as_f32)
-            .collect()
+        self.get(key)?.as_array()?.iter().map(MetaValue::as_f32).collect()
     }
 
     /// `key` as an array of `i32`, from any integer element type whose values fit.
     pub fn get_i32_array(&self, key: &str) -> Option<Vec<i32>> {
         let items = self.get(key)?.as_array()?;
-        items
-            .iter()
-            .map(|v| v.as_i128().and_then(|i| i32::try_from(i).ok()))
-            .collect()
+        items.iter().map(|v| v.as_i128().and_then(|i| i32::try_from(i).ok())).collect()
     }
 
     /// The view whose keys are `"{prefix}.{key}"` (`prefix` is usually `general.architecture`).
     pub fn scoped<'a>(&'a self, prefix: &str) -> ScopedMeta<'a> {
-        ScopedMeta {
-            meta: self,
-            prefix: prefix.to_owned(),
-        }
+        ScopedMeta { meta: self, prefix: prefix.to_owned() }
     }
 }
 
@@ -276,18 +258,12 @@ impl<'a> ScopedMeta<'a> {
 
     /// Succeeds when every suffix is present; otherwise lists **all** missing full keys.
     pub fn require_all(&self, suffixes: &[&str]) -> Result<(), LoadError> {
-        let missing: Vec<String> = suffixes
-            .iter()
-            .map(|s| self.key(s))
-            .filter(|k| self.meta.get(k).is_none())
-            .collect();
+        let missing: Vec<String> =
+            suffixes.iter().map(|s| self.key(s)).filter(|k| self.meta.get(k).is_none()).collect();
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(LoadError::MissingFields {
-                path: self.meta.path.clone(),
-                fields: missing,
-            })
+            Err(LoadError::MissingFields { path: self.meta.path.clone(), fields: missing })
         }
     }
 
@@ -356,36 +332,19 @@ impl<'a> ScopedMeta<'a> {
         self.meta.get_i32_array(&self.key(suffix))
     }
 
-    fn required<T>(
-        &self,
-        suffix: &str,
-        what: &str,
-        conv: impl Fn(&'a MetaValue) -> Option<T>,
-    ) -> Result<T, LoadError> {
+    fn required<T>(&self, suffix: &str, what: &str, conv: impl Fn(&'a MetaValue) -> Option<T>) -> Result<T, LoadError> {
         let key = self.key(suffix);
         let Some(value) = self.meta.get(&key) else {
-            return Err(LoadError::MissingFields {
-                path: self.meta.path.clone(),
-                fields: vec![key],
-            });
+            return Err(LoadError::MissingFields { path: self.meta.path.clone(), fields: vec![key] });
         };
         conv(value).ok_or_else(|| LoadError::BadField {
             path: self.meta.path.clone(),
             field: key,
-            reason: format!(
-                "expected {what}, found {} {}",
-                value.type_name(),
-                brief(value)
-            ),
+            reason: format!("expected {what}, found {} {}", value.type_name(), brief(value)),
         })
     }
 
-    fn optional<T>(
-        &self,
-        suffix: &str,
-        what: &str,
-        conv: impl Fn(&'a MetaValue) -> Option<T>,
-    ) -> Option<T> {
+    fn optional<T>(&self, suffix: &str, what: &str, conv: impl Fn(&'a MetaValue) -> Option<T>) -> Option<T> {
         let key = self.key(suffix);
         let value = self.meta.get(&key)?;
         let out = conv(value);
@@ -417,25 +376,16 @@ mod tests {
 
     fn sample() -> Metadata {
         let mut m = Metadata::new("model.gguf");
-        m.insert(
-            "general.architecture".into(),
-            MetaValue::String("llama".into()),
-        );
+        m.insert("general.architecture".into(), MetaValue::String("llama".into()));
         m.insert("llama.block_count".into(), MetaValue::U32(30));
         m.insert("llama.context_length".into(), MetaValue::I64(8192));
         m.insert("llama.bad".into(), MetaValue::I32(-1));
         m.insert("llama.rope.freq_base".into(), MetaValue::F32(100_000.0));
         m.insert("llama.eps".into(), MetaValue::F64(1e-5));
         m.insert("llama.flag".into(), MetaValue::Bool(true));
-        let toks = ["a", "b"]
-            .iter()
-            .map(|s| MetaValue::String((*s).into()))
-            .collect();
+        let toks = ["a", "b"].iter().map(|s| MetaValue::String((*s).into())).collect();
         m.insert("tok".into(), MetaValue::Array(toks));
-        m.insert(
-            "ids".into(),
-            MetaValue::Array(vec![MetaValue::U8(3), MetaValue::I64(-2)]),
-        );
+        m.insert("ids".into(), MetaValue::Array(vec![MetaValue::U8(3), MetaValue::I64(-2)]));
         m
     }
 
@@ -465,10 +415,7 @@ mod tests {
         match err {
             Err(LoadError::MissingFields { path, fields }) => {
                 assert_eq!(path, PathBuf::from("model.gguf"));
-                assert_eq!(
-                    fields,
-                    ["llama.embedding_length", "llama.attention.head_count"]
-                );
+                assert_eq!(fields, ["llama.embedding_length", "llama.attention.head_count"]);
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -478,9 +425,6 @@ mod tests {
         assert_eq!(md.usize_or("missing", 7), 7);
         assert_eq!(md.opt_f32("missing"), None);
         let bad = md.usize("bad").unwrap_err().to_string();
-        assert!(
-            bad.contains("model.gguf") && bad.contains("llama.bad"),
-            "{bad}"
-        );
+        assert!(bad.contains("model.gguf") && bad.contains("llama.bad"), "{bad}");
     }
 }

@@ -36,63 +36,38 @@ impl GgufWeights {
     /// metadata lacks.
     pub fn new(file: GgufFile, family: Family, num_layers: usize) -> Result<Self, LoadError> {
         let arch = file.architecture()?.to_owned();
-        let rope_heads = if arch == "llama" {
-            Some(llama_head_counts(&file, &arch)?)
-        } else {
-            None
-        };
+        let rope_heads = if arch == "llama" { Some(llama_head_counts(&file, &arch)?) } else { None };
         let gemma = matches!(family, Family::Gemma2 | Family::Gemma3);
         let mut entries = BTreeMap::new();
         for (gguf_pattern, hf_pattern) in names::rules(family) {
-            let layers = if gguf_pattern.contains("{i}") {
-                0..num_layers
-            } else {
-                0..1
-            };
+            let layers = if gguf_pattern.contains("{i}") { 0..num_layers } else { 0..1 };
             for i in layers {
                 let gguf = names::expand(gguf_pattern, i);
                 if file.tensor_info(&gguf).is_none() {
                     continue;
                 }
                 let fix = match rope_heads {
-                    Some((q, _)) if gguf.ends_with("attn_q.weight") => {
-                        FixUp::UnpermuteRope { n_head: q }
-                    }
-                    Some((_, k)) if gguf.ends_with("attn_k.weight") => {
-                        FixUp::UnpermuteRope { n_head: k }
-                    }
+                    Some((q, _)) if gguf.ends_with("attn_q.weight") => FixUp::UnpermuteRope { n_head: q },
+                    Some((_, k)) if gguf.ends_with("attn_k.weight") => FixUp::UnpermuteRope { n_head: k },
                     _ if gemma && gguf.ends_with("norm.weight") => FixUp::GemmaNormOffset,
                     _ => FixUp::None,
                 };
                 entries.insert(names::expand(hf_pattern, i), Entry { gguf, fix });
             }
         }
-        let mapped: std::collections::HashSet<&str> =
-            entries.values().map(|e| e.gguf.as_str()).collect();
-        let unmapped = file
-            .tensors()
-            .iter()
-            .map(|t| t.name.clone())
-            .filter(|n| !mapped.contains(n.as_str()))
-            .collect();
-        Ok(Self {
-            file,
-            family,
-            entries,
-            unmapped,
-        })
+        let mapped: std::collections::HashSet<&str> = entries.values().map(|e| e.gguf.as_str()).collect();
+        let unmapped = file.tensors().iter().map(|t| t.name.clone()).filter(|n| !mapped.contains(n.as_str())).collect();
+        Ok(Self { file, family, entries, unmapped })
     }
 
     /// Maps `file` using its own metadata: the family from `general.architecture`, the layer count
     /// from `{arch}.block_count`.
     pub fn from_metadata(file: GgufFile) -> Result<Self, LoadError> {
         let arch = file.architecture()?.to_owned();
-        let family = names::family_for_architecture(&arch).ok_or_else(|| {
-            LoadError::UnsupportedArchitecture {
-                path: file.path().to_path_buf(),
-                arch: arch.clone(),
-                supported: names::SUPPORTED_ARCHITECTURES.into(),
-            }
+        let family = names::family_for_architecture(&arch).ok_or_else(|| LoadError::UnsupportedArchitecture {
+            path: file.path().to_path_buf(),
+            arch: arch.clone(),
+            supported: names::SUPPORTED_ARCHITECTURES.into(),
         })?;
         let num_layers = file.metadata().scoped(&arch).usize("block_count")?;
         Self::new(file, family, num_layers)
@@ -124,12 +99,10 @@ impl GgufWeights {
     }
 
     fn entry(&self, name: &str) -> Result<&Entry, LoadError> {
-        self.entries
-            .get(name)
-            .ok_or_else(|| LoadError::MissingTensors {
-                path: self.file.path().to_path_buf(),
-                names: vec![name.to_owned()],
-            })
+        self.entries.get(name).ok_or_else(|| LoadError::MissingTensors {
+            path: self.file.path().to_path_buf(),
+            names: vec![name.to_owned()],
+        })
     }
 }
 
@@ -149,13 +122,10 @@ impl WeightSource for GgufWeights {
     fn shape(&self, name: &str) -> Result<Vec<usize>, LoadError> {
         let entry = self.entry(name)?;
         // Entries are only made for tensors the file holds, so this lookup succeeds.
-        let info = self
-            .file
-            .tensor_info(&entry.gguf)
-            .ok_or_else(|| LoadError::MissingTensors {
-                path: self.file.path().to_path_buf(),
-                names: vec![entry.gguf.clone()],
-            })?;
+        let info = self.file.tensor_info(&entry.gguf).ok_or_else(|| LoadError::MissingTensors {
+            path: self.file.path().to_path_buf(),
+            names: vec![entry.gguf.clone()],
+        })?;
         Ok(info.shape())
     }
 

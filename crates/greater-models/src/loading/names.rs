@@ -19,99 +19,39 @@ const GLOBAL: &[NameRule] = &[
 
 /// Attention and MLP projections, shared by every family.
 const PROJECTIONS: &[NameRule] = &[
-    (
-        "blk.{i}.attn_q.weight",
-        "model.layers.{i}.self_attn.q_proj.weight",
-    ),
-    (
-        "blk.{i}.attn_k.weight",
-        "model.layers.{i}.self_attn.k_proj.weight",
-    ),
-    (
-        "blk.{i}.attn_v.weight",
-        "model.layers.{i}.self_attn.v_proj.weight",
-    ),
-    (
-        "blk.{i}.attn_output.weight",
-        "model.layers.{i}.self_attn.o_proj.weight",
-    ),
-    (
-        "blk.{i}.ffn_gate.weight",
-        "model.layers.{i}.mlp.gate_proj.weight",
-    ),
-    (
-        "blk.{i}.ffn_up.weight",
-        "model.layers.{i}.mlp.up_proj.weight",
-    ),
-    (
-        "blk.{i}.ffn_down.weight",
-        "model.layers.{i}.mlp.down_proj.weight",
-    ),
+    ("blk.{i}.attn_q.weight", "model.layers.{i}.self_attn.q_proj.weight"),
+    ("blk.{i}.attn_k.weight", "model.layers.{i}.self_attn.k_proj.weight"),
+    ("blk.{i}.attn_v.weight", "model.layers.{i}.self_attn.v_proj.weight"),
+    ("blk.{i}.attn_output.weight", "model.layers.{i}.self_attn.o_proj.weight"),
+    ("blk.{i}.ffn_gate.weight", "model.layers.{i}.mlp.gate_proj.weight"),
+    ("blk.{i}.ffn_up.weight", "model.layers.{i}.mlp.up_proj.weight"),
+    ("blk.{i}.ffn_down.weight", "model.layers.{i}.mlp.down_proj.weight"),
 ];
 
 /// Llama: one norm before attention, one before the MLP.
 const LLAMA_LAYER: &[NameRule] = &[
-    (
-        "blk.{i}.attn_norm.weight",
-        "model.layers.{i}.input_layernorm.weight",
-    ),
-    (
-        "blk.{i}.ffn_norm.weight",
-        "model.layers.{i}.post_attention_layernorm.weight",
-    ),
+    ("blk.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight"),
+    ("blk.{i}.ffn_norm.weight", "model.layers.{i}.post_attention_layernorm.weight"),
 ];
 
 /// Qwen2: Llama's norms plus q/k/v biases.
 const QWEN2_LAYER: &[NameRule] = &[
-    (
-        "blk.{i}.attn_norm.weight",
-        "model.layers.{i}.input_layernorm.weight",
-    ),
-    (
-        "blk.{i}.ffn_norm.weight",
-        "model.layers.{i}.post_attention_layernorm.weight",
-    ),
-    (
-        "blk.{i}.attn_q.bias",
-        "model.layers.{i}.self_attn.q_proj.bias",
-    ),
-    (
-        "blk.{i}.attn_k.bias",
-        "model.layers.{i}.self_attn.k_proj.bias",
-    ),
-    (
-        "blk.{i}.attn_v.bias",
-        "model.layers.{i}.self_attn.v_proj.bias",
-    ),
+    ("blk.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight"),
+    ("blk.{i}.ffn_norm.weight", "model.layers.{i}.post_attention_layernorm.weight"),
+    ("blk.{i}.attn_q.bias", "model.layers.{i}.self_attn.q_proj.bias"),
+    ("blk.{i}.attn_k.bias", "model.layers.{i}.self_attn.k_proj.bias"),
+    ("blk.{i}.attn_v.bias", "model.layers.{i}.self_attn.v_proj.bias"),
 ];
 
 /// Gemma 2/3: sandwich norms (GGUF's `ffn_norm` is Hugging Face's *pre*-feedforward norm) and,
 /// in Gemma 3, q/k norms.
 const GEMMA_LAYER: &[NameRule] = &[
-    (
-        "blk.{i}.attn_norm.weight",
-        "model.layers.{i}.input_layernorm.weight",
-    ),
-    (
-        "blk.{i}.post_attention_norm.weight",
-        "model.layers.{i}.post_attention_layernorm.weight",
-    ),
-    (
-        "blk.{i}.ffn_norm.weight",
-        "model.layers.{i}.pre_feedforward_layernorm.weight",
-    ),
-    (
-        "blk.{i}.post_ffw_norm.weight",
-        "model.layers.{i}.post_feedforward_layernorm.weight",
-    ),
-    (
-        "blk.{i}.attn_q_norm.weight",
-        "model.layers.{i}.self_attn.q_norm.weight",
-    ),
-    (
-        "blk.{i}.attn_k_norm.weight",
-        "model.layers.{i}.self_attn.k_norm.weight",
-    ),
+    ("blk.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight"),
+    ("blk.{i}.post_attention_norm.weight", "model.layers.{i}.post_attention_layernorm.weight"),
+    ("blk.{i}.ffn_norm.weight", "model.layers.{i}.pre_feedforward_layernorm.weight"),
+    ("blk.{i}.post_ffw_norm.weight", "model.layers.{i}.post_feedforward_layernorm.weight"),
+    ("blk.{i}.attn_q_norm.weight", "model.layers.{i}.self_attn.q_norm.weight"),
+    ("blk.{i}.attn_k_norm.weight", "model.layers.{i}.self_attn.k_norm.weight"),
 ];
 
 /// Every rule of `family`: global tensors first, then the per-layer ones.
@@ -170,12 +110,7 @@ pub enum FixUp {
 ///
 /// # Shapes
 /// - `data`: `[rows, cols]` row-major, `rows` a multiple of `2 * n_head` → same shape.
-pub fn unpermute_rope_rows(
-    data: &[f32],
-    rows: usize,
-    cols: usize,
-    n_head: usize,
-) -> Option<Vec<f32>> {
+pub fn unpermute_rope_rows(data: &[f32], rows: usize, cols: usize, n_head: usize) -> Option<Vec<f32>> {
     if n_head == 0 || rows % (2 * n_head) != 0 || data.len() != rows * cols {
         return None;
     }
@@ -210,15 +145,10 @@ mod tests {
         // Two heads of head_dim 4, two columns. Hugging Face rows of head h are
         // [x0, x1, y0, y1] (first half x, second half y); the converter interleaves them to
         // [x0, y0, x1, y1]. Row r of the HF matrix holds (10 r, 10 r + 1).
-        let hf: Vec<f32> = (0..8)
-            .flat_map(|r| [10.0 * r as f32, 10.0 * r as f32 + 1.0])
-            .collect();
+        let hf: Vec<f32> = (0..8).flat_map(|r| [10.0 * r as f32, 10.0 * r as f32 + 1.0]).collect();
         // GGUF order, written out by hand from the rule above: head 0 rows 0,2,1,3; head 1 rows 4,6,5,7.
         let gguf_rows = [0, 2, 1, 3, 4, 6, 5, 7];
-        let gguf: Vec<f32> = gguf_rows
-            .iter()
-            .flat_map(|&r| [10.0 * r as f32, 10.0 * r as f32 + 1.0])
-            .collect();
+        let gguf: Vec<f32> = gguf_rows.iter().flat_map(|&r| [10.0 * r as f32, 10.0 * r as f32 + 1.0]).collect();
         assert_eq!(unpermute_rope_rows(&gguf, 8, 2, 2).unwrap(), hf);
     }
 
@@ -226,10 +156,7 @@ mod tests {
     fn unpermute_of_a_bias_and_bad_shapes() {
         // One head of head_dim 6: GGUF [x0, y0, x1, y1, x2, y2] → HF [x0, x1, x2, y0, y1, y2].
         let gguf = [1.0, -1.0, 2.0, -2.0, 3.0, -3.0];
-        assert_eq!(
-            unpermute_rope_rows(&gguf, 6, 1, 1).unwrap(),
-            [1.0, 2.0, 3.0, -1.0, -2.0, -3.0]
-        );
+        assert_eq!(unpermute_rope_rows(&gguf, 6, 1, 1).unwrap(), [1.0, 2.0, 3.0, -1.0, -2.0, -3.0]);
         assert_eq!(unpermute_rope_rows(&gguf, 6, 1, 2), None); // head_dim 3 is odd
         assert_eq!(unpermute_rope_rows(&gguf, 6, 1, 0), None);
         assert_eq!(unpermute_rope_rows(&gguf, 3, 1, 1), None);
@@ -245,32 +172,19 @@ mod tests {
     #[test]
     fn tables_cover_each_family() {
         let gemma = rules(Family::Gemma3);
-        assert!(gemma.contains(&(
-            "blk.{i}.ffn_norm.weight",
-            "model.layers.{i}.pre_feedforward_layernorm.weight"
-        )));
+        assert!(gemma.contains(&("blk.{i}.ffn_norm.weight", "model.layers.{i}.pre_feedforward_layernorm.weight")));
         assert!(gemma.contains(&("output.weight", "lm_head.weight")));
         let qwen = rules(Family::Qwen2);
-        assert!(qwen.contains(&(
-            "blk.{i}.attn_q.bias",
-            "model.layers.{i}.self_attn.q_proj.bias"
-        )));
+        assert!(qwen.contains(&("blk.{i}.attn_q.bias", "model.layers.{i}.self_attn.q_proj.bias")));
         let llama = rules(Family::Llama);
-        assert!(llama.contains(&(
-            "blk.{i}.ffn_norm.weight",
-            "model.layers.{i}.post_attention_layernorm.weight"
-        )));
+        assert!(llama.contains(&("blk.{i}.ffn_norm.weight", "model.layers.{i}.post_attention_layernorm.weight")));
         assert!(!llama.iter().any(|(g, _)| g.ends_with(".bias")));
         for family in [Family::Llama, Family::Qwen2, Family::Gemma2, Family::Gemma3] {
             let r = rules(family);
             let mut hf: Vec<_> = r.iter().map(|(_, h)| *h).collect();
             hf.sort_unstable();
             hf.dedup();
-            assert_eq!(
-                hf.len(),
-                r.len(),
-                "{family:?} maps two GGUF names to one HF name"
-            );
+            assert_eq!(hf.len(), r.len(), "{family:?} maps two GGUF names to one HF name");
         }
         assert_eq!(expand("blk.{i}.attn_q.weight", 12), "blk.12.attn_q.weight");
         assert_eq!(family_for_architecture("gemma3"), Some(Family::Gemma3));

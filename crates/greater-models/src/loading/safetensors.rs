@@ -109,10 +109,7 @@ impl SafetensorsWeights {
                 let previous: &Entry = previous;
                 return Err(LoadError::format(
                     &shards[entry.shard].path,
-                    format!(
-                        "tensors `{}` and `{}` both map to `{name}`",
-                        previous.stored_name, entry.stored_name
-                    ),
+                    format!("tensors `{}` and `{}` both map to `{name}`", previous.stored_name, entry.stored_name),
                 ));
             }
             tensors.insert(name, entry);
@@ -131,10 +128,9 @@ impl SafetensorsWeights {
     }
 
     fn entry(&self, name: &str) -> Result<&Entry, LoadError> {
-        self.tensors.get(name).ok_or_else(|| LoadError::MissingTensors {
-            path: self.path.clone(),
-            names: vec![name.to_owned()],
-        })
+        self.tensors
+            .get(name)
+            .ok_or_else(|| LoadError::MissingTensors { path: self.path.clone(), names: vec![name.to_owned()] })
     }
 }
 
@@ -160,22 +156,12 @@ impl WeightSource for SafetensorsWeights {
         let shard = &self.shards[entry.shard];
         let bytes = &shard.mmap[entry.bytes.clone()];
         let data: Vec<f32> = match entry.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => bytes
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")) as f32)
-                .collect(),
+            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::F64 => {
+                bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")) as f32).collect()
+            }
             other => {
                 return Err(LoadError::UnsupportedTensorType {
                     path: shard.path.clone(),
@@ -203,12 +189,8 @@ impl WeightSource for SafetensorsWeights {
 /// - `layers.*`, `embed_tokens.*` and `norm.*` (a bare base model) gain `model.`;
 /// - everything else is kept.
 pub fn canonical_name(stored: &str) -> Option<String> {
-    const SKIPPED: [&str; 4] = [
-        "vision_tower.",
-        "multi_modal_projector.",
-        "model.vision_tower.",
-        "model.multi_modal_projector.",
-    ];
+    const SKIPPED: [&str; 4] =
+        ["vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector."];
     if SKIPPED.iter().any(|p| stored.starts_with(p)) {
         return None;
     }
@@ -233,13 +215,10 @@ type IndexContents = (Vec<PathBuf>, Option<BTreeMap<String, usize>>);
 
 fn read_index(index: &Path) -> Result<IndexContents, LoadError> {
     let text = std::fs::read_to_string(index).map_err(|e| LoadError::io(index, e))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| LoadError::format(index, format!("invalid JSON: {e}")))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| LoadError::format(index, format!("invalid JSON: {e}")))?;
     let Some(map) = json.get("weight_map").and_then(serde_json::Value::as_object) else {
-        return Err(LoadError::MissingFields {
-            path: index.to_path_buf(),
-            fields: vec!["weight_map".into()],
-        });
+        return Err(LoadError::MissingFields { path: index.to_path_buf(), fields: vec!["weight_map".into()] });
     };
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut files: Vec<PathBuf> = Vec::new();
@@ -275,14 +254,8 @@ fn only_safetensors_in(dir: &Path) -> Result<PathBuf, LoadError> {
         .collect();
     match found.len() {
         1 => Ok(found.into_iter().next().expect("one element")),
-        0 => Err(LoadError::format(
-            dir,
-            format!("no {INDEX_FILE}, {SINGLE_FILE} or other *.safetensors file"),
-        )),
-        n => Err(LoadError::format(
-            dir,
-            format!("{n} *.safetensors files but no {INDEX_FILE} to order them"),
-        )),
+        0 => Err(LoadError::format(dir, format!("no {INDEX_FILE}, {SINGLE_FILE} or other *.safetensors file"))),
+        n => Err(LoadError::format(dir, format!("{n} *.safetensors files but no {INDEX_FILE} to order them"))),
     }
 }
 
@@ -296,9 +269,8 @@ fn map_file(path: &Path) -> Result<Shard, LoadError> {
 
 /// Every tensor of one shard, by stored name, with byte ranges in the shard's map.
 fn read_header(shard: &Shard, index: usize) -> Result<BTreeMap<String, Entry>, LoadError> {
-    let (header_len, meta) = SafeTensors::read_metadata(&shard.mmap).map_err(|e| {
-        LoadError::format(&shard.path, format!("not a valid safetensors file: {e}"))
-    })?;
+    let (header_len, meta) = SafeTensors::read_metadata(&shard.mmap)
+        .map_err(|e| LoadError::format(&shard.path, format!("not a valid safetensors file: {e}")))?;
     let data_start = 8 + header_len;
     let mut out = BTreeMap::new();
     for (name, info) in meta.tensors() {

@@ -53,7 +53,8 @@ const SPM_SPACE: &str = "\u{2581}";
 
 /// Qwen2's pre-tokenizer regex (Hugging Face `Qwen2Converter`, llama.cpp `LLAMA_VOCAB_PRE_TYPE_QWEN2`):
 /// single digits, letters with one leading non-letter, newline runs kept together.
-const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_REGEX: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Llama 3's pre-tokenizer regex (llama.cpp `LLAMA_VOCAB_PRE_TYPE_LLAMA3`): digits in groups of
 /// up to three.
@@ -82,13 +83,7 @@ pub(super) fn load(md: &Metadata, path: &Path) -> Result<Tokenizer, LoadError> {
             "GGUF vocabulary spells some tokens twice; the later id wins when encoding"
         );
     }
-    Tokenizer::from_parts(
-        inner,
-        path.to_path_buf(),
-        vocab.special,
-        vocab.add_bos_token,
-        vocab.tokens.len(),
-    )
+    Tokenizer::from_parts(inner, path.to_path_buf(), vocab.special, vocab.add_bos_token, vocab.tokens.len())
 }
 
 /// The `tokenizer.ggml.*` fields, checked for consistency.
@@ -117,19 +112,13 @@ impl GgufVocab {
             Some("llama") => &["tokenizer.ggml.tokens", "tokenizer.ggml.scores"],
             _ => &["tokenizer.ggml.tokens"],
         };
-        let mut missing: Vec<String> = required_arrays
-            .iter()
-            .filter(|key| md.get(key).is_none())
-            .map(|key| key.to_string())
-            .collect();
+        let mut missing: Vec<String> =
+            required_arrays.iter().filter(|key| md.get(key).is_none()).map(|key| key.to_string()).collect();
         if md.get("tokenizer.ggml.model").is_none() {
             missing.insert(0, "tokenizer.ggml.model".into());
         }
         if !missing.is_empty() {
-            return Err(LoadError::MissingFields {
-                path: path.into(),
-                fields: missing,
-            });
+            return Err(LoadError::MissingFields { path: path.into(), fields: missing });
         }
         let Some(model) = model else {
             return Err(bad_type(md, path, "tokenizer.ggml.model", "a string"));
@@ -143,38 +132,26 @@ impl GgufVocab {
             .collect();
         let n = tokens.len();
         if n == 0 {
-            return Err(bad_field(
-                path,
-                "tokenizer.ggml.tokens",
-                "the vocabulary is empty".into(),
-            ));
+            return Err(bad_field(path, "tokenizer.ggml.tokens", "the vocabulary is empty".into()));
         }
         let token_types = match md.get("tokenizer.ggml.token_type") {
             None => vec![1; n],
             Some(_) => md
                 .get_i32_array("tokenizer.ggml.token_type")
-                .ok_or_else(|| {
-                    bad_type(
-                        md,
-                        path,
-                        "tokenizer.ggml.token_type",
-                        "an array of integers",
-                    )
-                })?,
+                .ok_or_else(|| bad_type(md, path, "tokenizer.ggml.token_type", "an array of integers"))?,
         };
         let scores = match md.get("tokenizer.ggml.scores") {
             None => None,
-            Some(_) => Some(md.get_f32_array("tokenizer.ggml.scores").ok_or_else(|| {
-                bad_type(md, path, "tokenizer.ggml.scores", "an array of numbers")
-            })?),
+            Some(_) => Some(
+                md.get_f32_array("tokenizer.ggml.scores")
+                    .ok_or_else(|| bad_type(md, path, "tokenizer.ggml.scores", "an array of numbers"))?,
+            ),
         };
         let merges = match md.get("tokenizer.ggml.merges") {
             None => None,
             Some(_) => Some(
                 md.get_str_array("tokenizer.ggml.merges")
-                    .ok_or_else(|| {
-                        bad_type(md, path, "tokenizer.ggml.merges", "an array of strings")
-                    })?
+                    .ok_or_else(|| bad_type(md, path, "tokenizer.ggml.merges", "an array of strings"))?
                     .into_iter()
                     .map(str::to_owned)
                     .collect(),
@@ -186,11 +163,7 @@ impl GgufVocab {
         ];
         for (field, len) in per_token_lengths {
             if len != n {
-                return Err(bad_field(
-                    path,
-                    field,
-                    format!("has {len} entries for {n} tokens"),
-                ));
+                return Err(bad_field(path, field, format!("has {len} entries for {n} tokens")));
             }
         }
         // The model's own vocabulary size, when the file states it, must match the token list.
@@ -198,11 +171,7 @@ impl GgufVocab {
             let key = format!("{arch}.vocab_size");
             if let Some(stated) = md.get_usize(&key) {
                 if stated != n {
-                    return Err(bad_field(
-                        path,
-                        &key,
-                        format!("is {stated} but tokenizer.ggml.tokens has {n} tokens"),
-                    ));
+                    return Err(bad_field(path, &key, format!("is {stated} but tokenizer.ggml.tokens has {n} tokens")));
                 }
             }
         }
@@ -217,39 +186,18 @@ impl GgufVocab {
         let spm = model == "llama";
         let add_bos_token = flag(md, path, "tokenizer.ggml.add_bos_token", spm)?;
         let add_space_prefix = flag(md, path, "tokenizer.ggml.add_space_prefix", spm)?;
-        let pre = md
-            .get_str("tokenizer.ggml.pre")
-            .unwrap_or("default")
-            .to_owned();
-        Ok(Self {
-            model,
-            pre,
-            tokens,
-            token_types,
-            scores,
-            merges,
-            special,
-            add_bos_token,
-            add_space_prefix,
-        })
+        let pre = md.get_str("tokenizer.ggml.pre").unwrap_or("default").to_owned();
+        Ok(Self { model, pre, tokens, token_types, scores, merges, special, add_bos_token, add_space_prefix })
     }
 
     /// Tokens of `kind` (a llama.cpp token type), with their ids.
     fn tokens_of_type(&self, kind: i32) -> impl Iterator<Item = &str> {
-        self.tokens
-            .iter()
-            .zip(&self.token_types)
-            .filter(move |(_, t)| **t == kind)
-            .map(|(token, _)| token.as_str())
+        self.tokens.iter().zip(&self.token_types).filter(move |(_, t)| **t == kind).map(|(token, _)| token.as_str())
     }
 
     /// Token → id. When a spelling repeats, the later id wins, as in llama.cpp and transformers.
     fn vocab(&self) -> Vocab {
-        self.tokens
-            .iter()
-            .enumerate()
-            .map(|(id, token)| (token.clone(), id as u32))
-            .collect()
+        self.tokens.iter().enumerate().map(|(id, token)| (token.clone(), id as u32)).collect()
     }
 }
 
@@ -263,44 +211,26 @@ fn byte_level_bpe(v: &GgufVocab, path: &Path) -> Result<tokenizers::Tokenizer, L
         .iter()
         .enumerate()
         .map(|(i, merge)| {
-            merge
-                .split_once(' ')
-                .map(|(a, b)| (a.to_owned(), b.to_owned()))
-                .ok_or_else(|| {
-                    bad_field(
-                        path,
-                        key,
-                        format!("entry {i} `{merge}` is not two tokens separated by a space"),
-                    )
-                })
+            merge.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())).ok_or_else(|| {
+                bad_field(path, key, format!("entry {i} `{merge}` is not two tokens separated by a space"))
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let bpe = BPE::builder()
-        .vocab_and_merges(v.vocab(), merges)
-        .build()
-        .map_err(|e| tokenizer_error(path, e))?;
+    let bpe = BPE::builder().vocab_and_merges(v.vocab(), merges).build().map_err(|e| tokenizer_error(path, e))?;
     let mut tokenizer = tokenizers::Tokenizer::new(bpe);
 
     let byte_level = |use_regex| PreTokenizerWrapper::from(ByteLevel::new(false, false, use_regex));
     let split = |regex: &str| -> Result<PreTokenizerWrapper, LoadError> {
-        let split = Split::new(
-            SplitPattern::Regex(regex.into()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map_err(|e| tokenizer_error(path, e))?;
+        let split = Split::new(SplitPattern::Regex(regex.into()), SplitDelimiterBehavior::Isolated, false)
+            .map_err(|e| tokenizer_error(path, e))?;
         Ok(split.into())
     };
     let pre_tokenizer: PreTokenizerWrapper = match v.pre.as_str() {
         "qwen2" | "deepseek-r1-qwen" => {
-            tokenizer
-                .with_normalizer(Some(NFC))
-                .map_err(|e| tokenizer_error(path, e))?;
+            tokenizer.with_normalizer(Some(NFC)).map_err(|e| tokenizer_error(path, e))?;
             PreTokenizerSequence::new(vec![split(QWEN2_REGEX)?, byte_level(false)]).into()
         }
-        "llama-bpe" | "llama3" => {
-            PreTokenizerSequence::new(vec![split(LLAMA3_REGEX)?, byte_level(false)]).into()
-        }
+        "llama-bpe" | "llama3" => PreTokenizerSequence::new(vec![split(LLAMA3_REGEX)?, byte_level(false)]).into(),
         "default" | "gpt2" | "gpt-2" | "smollm" => byte_level(true),
         other => {
             tracing::warn!(path = %path.display(), pre = other, "unknown tokenizer.ggml.pre; using the GPT-2 regex");
@@ -316,10 +246,7 @@ fn byte_level_bpe(v: &GgufVocab, path: &Path) -> Result<tokenizers::Tokenizer, L
 fn sentencepiece_bpe(v: &GgufVocab, path: &Path) -> Result<tokenizers::Tokenizer, LoadError> {
     let scores = v.scores.as_deref().unwrap_or_default();
     let merges = merges_from_scores(&v.tokens, scores);
-    let mut builder = BPE::builder()
-        .vocab_and_merges(v.vocab(), merges)
-        .byte_fallback(true)
-        .fuse_unk(true);
+    let mut builder = BPE::builder().vocab_and_merges(v.vocab(), merges).byte_fallback(true).fuse_unk(true);
     if let Some(unk) = v.special.unk {
         builder = builder.unk_token(v.tokens[unk as usize].clone());
     }
@@ -328,22 +255,14 @@ fn sentencepiece_bpe(v: &GgufVocab, path: &Path) -> Result<tokenizers::Tokenizer
 
     let replace_spaces = Replace::new(" ", SPM_SPACE).map_err(|e| tokenizer_error(path, e))?;
     let normalizer: NormalizerWrapper = if v.add_space_prefix {
-        NormalizerSequence::new(vec![
-            Prepend::new(SPM_SPACE.into()).into(),
-            replace_spaces.into(),
-        ])
-        .into()
+        NormalizerSequence::new(vec![Prepend::new(SPM_SPACE.into()).into(), replace_spaces.into()]).into()
     } else {
         replace_spaces.into()
     };
-    tokenizer
-        .with_normalizer(Some(normalizer))
-        .map_err(|e| tokenizer_error(path, e))?;
+    tokenizer.with_normalizer(Some(normalizer)).map_err(|e| tokenizer_error(path, e))?;
 
     let mut decoders: Vec<DecoderWrapper> = vec![
-        Replace::new(SPM_SPACE, " ")
-            .map_err(|e| tokenizer_error(path, e))?
-            .into(),
+        Replace::new(SPM_SPACE, " ").map_err(|e| tokenizer_error(path, e))?.into(),
         ByteFallback::new().into(),
         Fuse::new().into(),
     ];
@@ -358,11 +277,7 @@ fn sentencepiece_bpe(v: &GgufVocab, path: &Path) -> Result<tokenizers::Tokenizer
 /// ranked by the score of the token it produces (highest first); splits of one token are ordered
 /// by the scores of their halves. Sorting is stable, so equal scores keep vocabulary order.
 pub(crate) fn merges_from_scores(tokens: &[String], scores: &[f32]) -> Vec<(String, String)> {
-    let score_of: HashMap<&str, f32> = tokens
-        .iter()
-        .map(String::as_str)
-        .zip(scores.iter().copied())
-        .collect();
+    let score_of: HashMap<&str, f32> = tokens.iter().map(String::as_str).zip(scores.iter().copied()).collect();
     let mut ranked: Vec<(f32, &str, &str)> = Vec::new();
     let mut local: Vec<(f32, f32, &str, &str)> = Vec::new();
     for token in tokens {
@@ -380,26 +295,16 @@ pub(crate) fn merges_from_scores(tokens: &[String], scores: &[f32]) -> Vec<(Stri
         ranked.extend(local.iter().map(|&(_, _, l, r)| (score, l, r)));
     }
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-    ranked
-        .into_iter()
-        .map(|(_, l, r)| (l.to_owned(), r.to_owned()))
-        .collect()
+    ranked.into_iter().map(|(_, l, r)| (l.to_owned(), r.to_owned())).collect()
 }
 
 /// Registers CONTROL tokens as special and USER_DEFINED tokens as plain added tokens, both
 /// matched in the raw text before normalisation.
-fn add_literal_tokens(
-    tokenizer: &mut tokenizers::Tokenizer,
-    v: &GgufVocab,
-) -> tokenizers::Result<()> {
-    let control: Vec<AddedToken> = v
-        .tokens_of_type(TOKEN_TYPE_CONTROL)
-        .map(|t| AddedToken::from(t, true).normalized(false))
-        .collect();
-    let user: Vec<AddedToken> = v
-        .tokens_of_type(TOKEN_TYPE_USER_DEFINED)
-        .map(|t| AddedToken::from(t, false).normalized(false))
-        .collect();
+fn add_literal_tokens(tokenizer: &mut tokenizers::Tokenizer, v: &GgufVocab) -> tokenizers::Result<()> {
+    let control: Vec<AddedToken> =
+        v.tokens_of_type(TOKEN_TYPE_CONTROL).map(|t| AddedToken::from(t, true).normalized(false)).collect();
+    let user: Vec<AddedToken> =
+        v.tokens_of_type(TOKEN_TYPE_USER_DEFINED).map(|t| AddedToken::from(t, false).normalized(false)).collect();
     tokenizer.add_special_tokens(control)?;
     tokenizer.add_tokens(user)?;
     Ok(())
@@ -410,15 +315,9 @@ fn special_id(md: &Metadata, path: &Path, key: &str, n: usize) -> Result<Option<
     let Some(value) = md.get(key) else {
         return Ok(None);
     };
-    let id = value
-        .as_usize()
-        .ok_or_else(|| bad_type(md, path, key, "a non-negative integer"))?;
+    let id = value.as_usize().ok_or_else(|| bad_type(md, path, key, "a non-negative integer"))?;
     if id >= n {
-        return Err(bad_field(
-            path,
-            key,
-            format!("id {id} is outside the vocabulary of {n} tokens"),
-        ));
+        return Err(bad_field(path, key, format!("id {id} is outside the vocabulary of {n} tokens")));
     }
     Ok(Some(id as u32))
 }
@@ -427,18 +326,12 @@ fn special_id(md: &Metadata, path: &Path, key: &str, n: usize) -> Result<Option<
 fn flag(md: &Metadata, path: &Path, key: &str, default: bool) -> Result<bool, LoadError> {
     match md.get(key) {
         None => Ok(default),
-        Some(value) => value
-            .as_bool()
-            .ok_or_else(|| bad_type(md, path, key, "a boolean")),
+        Some(value) => value.as_bool().ok_or_else(|| bad_type(md, path, key, "a boolean")),
     }
 }
 
 fn bad_field(path: &Path, field: &str, reason: String) -> LoadError {
-    LoadError::BadField {
-        path: path.into(),
-        field: field.into(),
-        reason,
-    }
+    LoadError::BadField { path: path.into(), field: field.into(), reason }
 }
 
 fn bad_type(md: &Metadata, path: &Path, field: &str, expected: &str) -> LoadError {
@@ -447,10 +340,7 @@ fn bad_type(md: &Metadata, path: &Path, field: &str, expected: &str) -> LoadErro
 }
 
 fn tokenizer_error(path: &Path, e: impl std::fmt::Display) -> LoadError {
-    LoadError::Tokenizer {
-        path: path.into(),
-        reason: e.to_string(),
-    }
+    LoadError::Tokenizer { path: path.into(), reason: e.to_string() }
 }
 
 #[cfg(test)]
@@ -459,18 +349,12 @@ mod tests {
 
     #[test]
     fn merges_are_ranked_by_the_merged_token_score() {
-        let tokens: Vec<String> = ["a", "b", "c", "ab", "bc", "abc"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let tokens: Vec<String> = ["a", "b", "c", "ab", "bc", "abc"].iter().map(|s| s.to_string()).collect();
         // "bc" outranks "ab"; "abc" (best of all) splits as a+bc or ab+c, the split with the
         // better left half (ab: -4 > a: -10) first.
         let scores = [-10.0, -11.0, -12.0, -4.0, -3.0, -1.0];
         let merges = merges_from_scores(&tokens, &scores);
-        let pairs: Vec<(&str, &str)> = merges
-            .iter()
-            .map(|(l, r)| (l.as_str(), r.as_str()))
-            .collect();
+        let pairs: Vec<(&str, &str)> = merges.iter().map(|(l, r)| (l.as_str(), r.as_str())).collect();
         assert_eq!(pairs, [("ab", "c"), ("a", "bc"), ("b", "c"), ("a", "b")]);
     }
 }

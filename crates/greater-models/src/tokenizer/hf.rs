@@ -10,11 +10,8 @@ use crate::LoadError;
 /// Loads `tokenizer_json`; `config` (a `tokenizer_config.json`) names the special tokens and says
 /// whether BOS is added.
 pub(super) fn load(tokenizer_json: &Path, config: Option<&Path>) -> Result<Tokenizer, LoadError> {
-    let inner =
-        tokenizers::Tokenizer::from_file(tokenizer_json).map_err(|e| LoadError::Tokenizer {
-            path: tokenizer_json.into(),
-            reason: e.to_string(),
-        })?;
+    let inner = tokenizers::Tokenizer::from_file(tokenizer_json)
+        .map_err(|e| LoadError::Tokenizer { path: tokenizer_json.into(), reason: e.to_string() })?;
     let config = match config {
         Some(path) => Some((path, read_json(path)?)),
         None => None,
@@ -27,14 +24,11 @@ pub(super) fn load(tokenizer_json: &Path, config: Option<&Path>) -> Result<Token
             let Some(content) = token_content(json, field) else {
                 return Ok(None);
             };
-            inner
-                .token_to_id(content)
-                .map(Some)
-                .ok_or_else(|| LoadError::BadField {
-                    path: path.to_path_buf(),
-                    field: field.into(),
-                    reason: format!("token `{content}` is not in {}", tokenizer_json.display()),
-                })
+            inner.token_to_id(content).map(Some).ok_or_else(|| LoadError::BadField {
+                path: path.to_path_buf(),
+                field: field.into(),
+                reason: format!("token `{content}` is not in {}", tokenizer_json.display()),
+            })
         };
         special = SpecialIds {
             bos: id_of("bos_token")?,
@@ -59,21 +53,12 @@ pub(super) fn load(tokenizer_json: &Path, config: Option<&Path>) -> Result<Token
     let add_bos = match add_bos {
         Some(flag) => flag,
         None => match special.bos {
-            Some(bos) => inner
-                .encode("", true)
-                .map(|e| e.get_ids().first() == Some(&bos))
-                .unwrap_or(false),
+            Some(bos) => inner.encode("", true).map(|e| e.get_ids().first() == Some(&bos)).unwrap_or(false),
             None => false,
         },
     };
     let vocab_size = inner.get_vocab_size(true);
-    Tokenizer::from_parts(
-        inner,
-        tokenizer_json.to_path_buf(),
-        special,
-        add_bos,
-        vocab_size,
-    )
+    Tokenizer::from_parts(inner, tokenizer_json.to_path_buf(), special, add_bos, vocab_size)
 }
 
 /// Reads a JSON file.

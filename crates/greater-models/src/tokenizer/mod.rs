@@ -26,13 +26,7 @@ use crate::LoadError;
 /// Tokens that end an assistant turn in the chat formats this crate knows. Together with EOS they
 /// form [`Tokenizer::stop_ids`]. `<|endoftext|>` is deliberately absent: SmolLM2 and Qwen2.5
 /// use it as a document separator, and their `generation_config.json` does not stop on it.
-const END_OF_TURN_TOKENS: [&str; 5] = [
-    "<|im_end|>",
-    "<end_of_turn>",
-    "<|eot_id|>",
-    "<|eom_id|>",
-    "<|end|>",
-];
+const END_OF_TURN_TOKENS: [&str; 5] = ["<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|eom_id|>", "<|end|>"];
 
 /// A tokenizer with the special ids, BOS rule and stop ids of its model.
 #[derive(Debug, Clone)]
@@ -75,10 +69,7 @@ impl Tokenizer {
     /// (usually the `tokenizer_config.json` beside it) supplies `bos_token`, `eos_token`,
     /// `pad_token`, `unk_token` and `add_bos_token`. Without it, special ids stay unset and BOS is
     /// added only if the file's own post-processor adds it.
-    pub fn from_file(
-        tokenizer_json: impl AsRef<Path>,
-        tokenizer_config: Option<&Path>,
-    ) -> Result<Self, LoadError> {
+    pub fn from_file(tokenizer_json: impl AsRef<Path>, tokenizer_config: Option<&Path>) -> Result<Self, LoadError> {
         hf::load(tokenizer_json.as_ref(), tokenizer_config)
     }
 
@@ -89,10 +80,7 @@ impl Tokenizer {
     /// pre-tokenizer named by `tokenizer.ggml.pre`) and `llama` (SentencePiece-style BPE from
     /// `tokens` + `scores`, byte fallback, `add_space_prefix`). Control and user-defined tokens are
     /// matched literally in text.
-    pub fn from_gguf(
-        metadata: &crate::loading::Metadata,
-        path: impl AsRef<Path>,
-    ) -> Result<Self, LoadError> {
+    pub fn from_gguf(metadata: &crate::loading::Metadata, path: impl AsRef<Path>) -> Result<Self, LoadError> {
         gguf::load(metadata, path.as_ref())
     }
 
@@ -105,18 +93,11 @@ impl Tokenizer {
         add_bos_token: bool,
         vocab_size: usize,
     ) -> Result<Self, LoadError> {
-        for (name, id) in [
-            ("bos", special.bos),
-            ("eos", special.eos),
-            ("pad", special.pad),
-            ("unk", special.unk),
-        ] {
+        for (name, id) in [("bos", special.bos), ("eos", special.eos), ("pad", special.pad), ("unk", special.unk)] {
             if let Some(id) = id.filter(|&id| id as usize >= vocab_size) {
                 return Err(LoadError::Tokenizer {
                     path: origin,
-                    reason: format!(
-                        "{name} id {id} is outside the vocabulary of {vocab_size} tokens"
-                    ),
+                    reason: format!("{name} id {id} is outside the vocabulary of {vocab_size} tokens"),
                 });
             }
         }
@@ -126,32 +107,17 @@ impl Tokenizer {
                 reason: "add_bos_token is set but the model defines no bos token".into(),
             });
         }
-        let control_ids: HashSet<u32> = inner
-            .get_added_tokens_decoder()
-            .into_iter()
-            .filter(|(_, token)| token.special)
-            .map(|(id, _)| id)
-            .collect();
+        let control_ids: HashSet<u32> =
+            inner.get_added_tokens_decoder().into_iter().filter(|(_, token)| token.special).map(|(id, _)| id).collect();
         let mut stop_ids: Vec<u32> = special.eos.into_iter().collect();
         for name in END_OF_TURN_TOKENS {
-            if let Some(id) = inner
-                .token_to_id(name)
-                .filter(|id| control_ids.contains(id))
-            {
+            if let Some(id) = inner.token_to_id(name).filter(|id| control_ids.contains(id)) {
                 if !stop_ids.contains(&id) {
                     stop_ids.push(id);
                 }
             }
         }
-        Ok(Self {
-            inner,
-            origin,
-            special,
-            add_bos_token,
-            stop_ids,
-            vocab_size,
-            control_ids,
-        })
+        Ok(Self { inner, origin, special, add_bos_token, stop_ids, vocab_size, control_ids })
     }
 
     /// Encodes `text`. With `add_special`, BOS is prepended when the model does so
@@ -162,16 +128,9 @@ impl Tokenizer {
     }
 
     /// Like [`Self::encode`], with the byte range of `text` behind every token.
-    pub fn encode_with_offsets(
-        &self,
-        text: &str,
-        add_special: bool,
-    ) -> Result<EncodingWithOffsets, LoadError> {
+    pub fn encode_with_offsets(&self, text: &str, add_special: bool) -> Result<EncodingWithOffsets, LoadError> {
         let encoding = self.inner.encode(text, false).map_err(|e| self.error(e))?;
-        let bos = self
-            .special
-            .bos
-            .filter(|_| add_special && self.add_bos_token);
+        let bos = self.special.bos.filter(|_| add_special && self.add_bos_token);
         let mut ids = Vec::with_capacity(encoding.len() + 1);
         let mut offsets = Vec::with_capacity(encoding.len() + 1);
         if let Some(bos) = bos {
@@ -189,15 +148,10 @@ impl Tokenizer {
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
             return Err(LoadError::Tokenizer {
                 path: self.origin.clone(),
-                reason: format!(
-                    "cannot decode id {bad}: the vocabulary has {} tokens",
-                    self.vocab_size
-                ),
+                reason: format!("cannot decode id {bad}: the vocabulary has {} tokens", self.vocab_size),
             });
         }
-        self.inner
-            .decode(ids, skip_special)
-            .map_err(|e| self.error(e))
+        self.inner.decode(ids, skip_special).map_err(|e| self.error(e))
     }
 
     /// The id of the token spelled `token` (in the vocabulary's own spelling, e.g. `Ġthe`).
@@ -298,9 +252,6 @@ impl Tokenizer {
     }
 
     fn error(&self, e: impl std::fmt::Display) -> LoadError {
-        LoadError::Tokenizer {
-            path: self.origin.clone(),
-            reason: e.to_string(),
-        }
+        LoadError::Tokenizer { path: self.origin.clone(), reason: e.to_string() }
     }
 }

@@ -15,11 +15,7 @@ pub fn model_path(name: &str) -> Option<PathBuf> {
     if p.exists() {
         return Some(p);
     }
-    assert!(
-        !required(),
-        "model {name} is required (GREATER_REQUIRE_MODELS=1) but {} is missing",
-        p.display()
-    );
+    assert!(!required(), "model {name} is required (GREATER_REQUIRE_MODELS=1) but {} is missing", p.display());
     eprintln!("note: {} not found; skipping (run `greater models fetch {name}`)", p.display());
     None
 }
@@ -57,9 +53,9 @@ pub fn cache_dir() -> PathBuf {
 
 /// The golden folder of a model.
 pub fn golden_dir(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("GREATER_GOLDEN").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden")
-    });
+    let root = std::env::var_os("GREATER_GOLDEN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
     let p = root.join(name);
     if p.exists() {
         return Some(p);
@@ -90,16 +86,12 @@ pub fn safetensors(path: PathBuf) -> HashMap<String, Golden> {
         .into_iter()
         .map(|(name, view)| {
             let data: Vec<f64> = match view.dtype() {
-                safetensors::Dtype::F32 => view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
-                safetensors::Dtype::I64 => view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
+                safetensors::Dtype::F32 => {
+                    view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+                }
+                safetensors::Dtype::I64 => {
+                    view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+                }
                 other => panic!("{name}: unexpected dtype {other:?}"),
             };
             (name, Golden { shape: view.shape().to_vec(), data })
@@ -118,12 +110,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
         }
     }
     let (i, d) = worst;
-    assert!(
-        d <= tol,
-        "{what}: max |diff| {d:.3e} > {tol:.1e} at {i}: got {} want {}",
-        got[i],
-        want[i]
-    );
+    assert!(d <= tol, "{what}: max |diff| {d:.3e} > {tol:.1e} at {i}: got {} want {}", got[i], want[i]);
 }
 
 /// Assert `|a - b| <= tol · |b|` everywhere (relative), reporting the worst index and both values.

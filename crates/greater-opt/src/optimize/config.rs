@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use crate::layout::Placement;
 use crate::OptError;
+use crate::layout::Placement;
 
 /// Everything that determines a run. Flags override a TOML file, which overrides these defaults.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

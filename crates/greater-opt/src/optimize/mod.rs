@@ -73,7 +73,9 @@ impl Run<'_> {
                 Some(c) if *c != control => {
                     return Err(OptError::Layout {
                         example: i,
-                        reason: "the prompt tokenises differently after this question; change the joiner or frozen prefix".into(),
+                        reason:
+                            "the prompt tokenises differently after this question; change the joiner or frozen prefix"
+                                .into(),
                     });
                 }
                 Some(_) => {}

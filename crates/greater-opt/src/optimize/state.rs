@@ -130,7 +130,8 @@ pub fn truncate_events(dir: &Path, n: usize) -> Result<(), OptError> {
 /// Append one line to `events.jsonl`.
 pub fn append_event(dir: &Path, event: &serde_json::Value) -> Result<(), OptError> {
     let path = dir.join("events.jsonl");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| OptError::io(&path, e))?;
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| OptError::io(&path, e))?;
     writeln!(f, "{event}").map_err(|e| OptError::io(&path, e))?;
     f.sync_all().map_err(|e| OptError::io(&path, e))
 }

@@ -7,8 +7,8 @@ use greater_grad::{GradExample, GradOptions, TrainSequence, score_sequences, tok
 use super::proposal::{position_logits, propose};
 use super::state::{RunState, ScoredPrompt, StepSummary};
 use super::{Prepared, Run, step_seed};
-use crate::rollout::generate_all;
 use crate::OptError;
+use crate::rollout::generate_all;
 
 /// A candidate's selection result.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -21,7 +21,12 @@ struct Scored {
 }
 
 /// Run step `state.step`; return the next state and the step's event.
-pub(super) fn step(run: &Run<'_>, prep: &Prepared, banned: &[bool], state: &RunState) -> Result<(RunState, serde_json::Value), OptError> {
+pub(super) fn step(
+    run: &Run<'_>,
+    prep: &Prepared,
+    banned: &[bool],
+    state: &RunState,
+) -> Result<(RunState, serde_json::Value), OptError> {
     let cfg = run.cfg;
     let model = &run.loaded.model;
     let tok = &run.loaded.tokenizer;
@@ -40,7 +45,14 @@ pub(super) fn step(run: &Run<'_>, prep: &Prepared, banned: &[bool], state: &RunS
         Some(r) => r.clone(),
         None => {
             obs.phase("reasoning", n);
-            let r = generate_all(model, &gen_prompts(&control), cfg.max_reasoning_tokens, tok.stop_ids(), cfg.batch_size, obs)?;
+            let r = generate_all(
+                model,
+                &gen_prompts(&control),
+                cfg.max_reasoning_tokens,
+                tok.stop_ids(),
+                cfg.batch_size,
+                obs,
+            )?;
             generated += r.iter().map(Vec::len).sum::<usize>();
             r
         }
@@ -94,7 +106,14 @@ pub(super) fn step(run: &Run<'_>, prep: &Prepared, banned: &[bool], state: &RunS
             reasoning.clone()
         } else {
             obs.phase("selection", n);
-            let r = generate_all(model, &gen_prompts(&cand), cfg.max_reasoning_tokens, tok.stop_ids(), cfg.batch_size, obs)?;
+            let r = generate_all(
+                model,
+                &gen_prompts(&cand),
+                cfg.max_reasoning_tokens,
+                tok.stop_ids(),
+                cfg.batch_size,
+                obs,
+            )?;
             generated += r.iter().map(Vec::len).sum::<usize>();
             r
         };
@@ -128,7 +147,10 @@ pub(super) fn step(run: &Run<'_>, prep: &Prepared, banned: &[bool], state: &RunS
         if chosen.text.contains('.') {
             new_pos = 0;
         } else {
-            let placeholder = *tok.encode("_", false)?.last().ok_or_else(|| OptError::Invalid("cannot encode the placeholder `_`".into()))?;
+            let placeholder = *tok
+                .encode("_", false)?
+                .last()
+                .ok_or_else(|| OptError::Invalid("cannot encode the placeholder `_`".into()))?;
             new_control.push(placeholder);
             reasoning_next = None;
         }
@@ -141,7 +163,12 @@ pub(super) fn step(run: &Run<'_>, prep: &Prepared, banned: &[bool], state: &RunS
         p[pos] = chosen.token;
         p
     };
-    let scored_prompt = ScoredPrompt { score: chosen.score, text: tok.decode(&chosen_prompt, false)?, ids: chosen_prompt, step: state.step };
+    let scored_prompt = ScoredPrompt {
+        score: chosen.score,
+        text: tok.decode(&chosen_prompt, false)?,
+        ids: chosen_prompt,
+        step: state.step,
+    };
     let improved = next.record(scored_prompt, cfg.top_prompts);
     next.since_improvement = if improved { 0 } else { state.since_improvement + 1 };
     next.control = new_control.clone();

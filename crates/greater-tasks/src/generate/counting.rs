@@ -21,7 +21,12 @@ pub struct CountingItem {
 /// The categories, as asked in the question. `objects` questions list only objects (no distractors).
 pub const COUNTING_CATEGORIES: [&str; 5] = ["musical instruments", "fruits", "vegetables", "animals", "objects"];
 
-const fn item(category: &'static str, article: &'static str, singular: &'static str, plural: &'static str) -> CountingItem {
+const fn item(
+    category: &'static str,
+    article: &'static str,
+    singular: &'static str,
+    plural: &'static str,
+) -> CountingItem {
     CountingItem { category, article, singular, plural }
 }
 

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
 
-pub use counting::{COUNTING_CATEGORIES, CountingItem, COUNTING_ITEMS};
+pub use counting::{COUNTING_CATEGORIES, COUNTING_ITEMS, CountingItem};
 pub use words::word_list;
 
 use crate::error::TaskError;
@@ -39,8 +39,12 @@ pub enum Generator {
 
 impl Generator {
     /// Every generator.
-    pub const ALL: [Generator; 4] =
-        [Generator::BooleanExpressions, Generator::MultistepArithmetic, Generator::WordSorting, Generator::ObjectCounting];
+    pub const ALL: [Generator; 4] = [
+        Generator::BooleanExpressions,
+        Generator::MultistepArithmetic,
+        Generator::WordSorting,
+        Generator::ObjectCounting,
+    ];
 
     /// The generator's name, e.g. `boolean_expressions`; its task is `gen/<name>`.
     pub fn name(self) -> &'static str {
@@ -89,7 +93,12 @@ impl Generator {
             }
         }
         if out.len() < n {
-            return Err(TaskError::GeneratorExhausted { generator: self.name().into(), made: out.len(), wanted: n, tries });
+            return Err(TaskError::GeneratorExhausted {
+                generator: self.name().into(),
+                made: out.len(),
+                wanted: n,
+                tries,
+            });
         }
         Ok(out)
     }
