@@ -158,13 +158,13 @@ pub fn evaluate(
     let mut records = Vec::with_capacity(examples.len());
     let (mut exact, mut flexible, mut cons) = (Vec::new(), Vec::new(), Vec::new());
     let mut generated_tokens = 0;
+    let label_texts = spec.label_texts();
     for (i, ex) in examples.iter().enumerate() {
         let reasoning_text = tok.decode(&reasoning[i], true)?;
         let raw = tok.decode(&answers[i], true)?;
         let raw_answer = greater_tasks::cut_continuation(&raw).to_string();
         let score = spec.score_answer(ex, &raw);
         let flex = spec.score_flexible(ex, &reasoning_text);
-        let label_texts = spec.label_texts();
         let cpred = constrained[i].and_then(|b| label_texts.as_ref().map(|l| greater_tasks::normalise(&l[b])));
         let ccorrect = cpred.as_ref().map(|p| *p == ex.target);
         if let Some(c) = ccorrect {

@@ -137,8 +137,10 @@ pub(super) fn step(
     seconds[3] += t.elapsed().as_secs_f64();
     let (w, win_reasoning) = winner.expect("at least one candidate is scored");
     let chosen = scored[w].clone();
-    let mut new_control = control.clone();
-    new_control[pos] = chosen.token;
+    // The prompt the winner scored; the next step's prompt may grow from it.
+    let mut chosen_prompt = control.clone();
+    chosen_prompt[pos] = chosen.token;
+    let mut new_control = chosen_prompt.clone();
 
     // 6. Advance; grow the prompt by a placeholder slot at the end.
     let mut reasoning_next = Some(win_reasoning);
@@ -158,11 +160,6 @@ pub(super) fn step(
 
     // 7. Tracking and early stopping.
     let text = tok.decode(&new_control, false)?;
-    let chosen_prompt = {
-        let mut p = control.clone();
-        p[pos] = chosen.token;
-        p
-    };
     let scored_prompt = ScoredPrompt {
         score: chosen.score,
         text: tok.decode(&chosen_prompt, false)?,
