@@ -5,7 +5,7 @@
 //! - `ci`: what `.ci/run` runs: build everything once, fetch the default model, run all tests.
 //! - `tidy`: file-length and crate-layering checks (also run as a test).
 //! - `fetch-data [--from DIR]`: put the BBH/GSM8K/FOLIO data where `GREATER_DATA` points.
-//! - `bench models|grad|bbh [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
+//! - `bench models|grad|bbh|compare [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
 
 mod tidy;
 
@@ -50,7 +50,8 @@ usage: cargo xtask <command>
   check-gpu              `cargo check` the cuda and wgpu builds (no GPU needed)
   bench models           prefill/decode throughput, GEMM GFLOP/s and copy bandwidth
   bench grad             forward+backward time of the token gradient
-  bench bbh [FLAGS]      optimize + eval per task, one table (see `greater bench bbh --help`)";
+  bench bbh [FLAGS]      optimize + eval per task, one table (see `greater bench bbh --help`)
+  bench compare          every model's bbh report in target/bench, side by side";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()

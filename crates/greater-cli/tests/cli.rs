@@ -130,6 +130,9 @@ fn help_of_every_command_names_its_flags() {
             ],
         ),
         (&["report", "--help"], &["<DIR>", "report.json"]),
+        (&["bench", "--help"], &["models", "grad", "bbh", "compare"]),
+        (&["bench", "bbh", "--help"], &["--model", "--tasks", "--steps", "--eval-limit", "--top-prompts"]),
+        (&["bench", "compare", "--help"], &["[REPORTS]", "bbh-*.json"]),
     ];
     for (args, wanted) in cases {
         let out = ok(args);
@@ -192,6 +195,54 @@ fn bad_inputs_are_errors_that_name_the_file() {
     // Flags are checked by clap (exit code 2).
     let out = run(&["eval", "--task", "gen/boolean_expressions", "--split", "validation"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+/// A `bbh-<model>.json` as `greater bench bbh` writes it, with one row.
+fn bench_report(model: &str, settings: &str, initial: f64, fin: f64) -> String {
+    serde_json::json!({
+        "model": model,
+        "args": settings,
+        "rows": [{
+            "task": "bbh/boolean_expressions", "initial_test": initial, "final_test": fin,
+            "initial_constrained": 0.5, "final_constrained": 0.55, "difference": fin - initial,
+            "p_value": 0.25, "test_examples": 20, "step_seconds_median": 50.0,
+            "phase_seconds_median": [0.0, 1.0, 9.0, 40.0], "tokens_per_second": 8.5,
+            "final_prompt": " think step by step.", "total_seconds": 500.0
+        }]
+    })
+    .to_string()
+}
+
+#[test]
+fn bench_compare_puts_models_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let same = "steps=5 train=10";
+    std::fs::write(dir.path().join("bbh-small.json"), bench_report("small", same, 0.35, 0.4)).unwrap();
+    std::fs::write(dir.path().join("bbh-big.json"), bench_report("big", same, 0.6, 0.75)).unwrap();
+    let out = greater().args(["bench", "compare", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    // Files are taken by name: bbh-big before bbh-small.
+    let big = table.find("| bbh/boolean_expressions | big | 60.0 % | 75.0 % | +15.0 (p = 0.250) | 50.0 % → 55.0 % |");
+    let small = table.find("| bbh/boolean_expressions | small | 35.0 % | 40.0 % | +5.0");
+    assert!(big.is_some() && small.is_some() && big < small, "{table}");
+    assert!(!text(&out.stderr).contains("different settings"), "{}", text(&out.stderr));
+
+    // Explicit files keep the given order; different settings are flagged.
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, bench_report("other", "steps=1 train=2", 0.1, 0.1)).unwrap();
+    let out = greater().args(["bench", "compare"]).arg(dir.path().join("bbh-small.json")).arg(&other).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("different settings"), "{}", text(&out.stderr));
+
+    // A file that is not a report is an error naming it.
+    let bad = dir.path().join("bbh-bad.json");
+    std::fs::write(&bad, "{\"rows\": 3}").unwrap();
+    let err = fails(greater().args(["bench", "compare"]).arg(&bad));
+    assert!(err.contains("bbh-bad.json"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let err = fails(greater().args(["bench", "compare", "--out"]).arg(empty.path()));
+    assert!(err.contains("greater bench bbh"), "{err}");
 }
 
 #[test]

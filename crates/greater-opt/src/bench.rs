@@ -128,6 +128,56 @@ pub fn table(rows: &[BenchRow]) -> String {
     s
 }
 
+/// One model's benchmark results, as `greater bench bbh` writes them (`bbh-<model>.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BenchReport {
+    /// The model name or path the run used.
+    pub model: String,
+    /// The command-line arguments, for the record.
+    #[serde(default)]
+    pub args: String,
+    /// One row per task.
+    pub rows: Vec<BenchRow>,
+}
+
+/// A Markdown table that puts the models' rows for each task next to each other: the task
+/// order is that of the first report that has the task, the model order that of `reports`.
+/// Settings are not checked here; the caller compares `args`.
+pub fn comparison(reports: &[BenchReport]) -> String {
+    let pct = |x: f64| if x.is_nan() { "–".to_string() } else { format!("{:.1} %", 100.0 * x) };
+    let opt = |x: Option<f64>| x.map_or("–".to_string(), pct);
+    let mut tasks: Vec<&str> = Vec::new();
+    for r in reports.iter().flat_map(|r| &r.rows) {
+        if !tasks.contains(&r.task.as_str()) {
+            tasks.push(&r.task);
+        }
+    }
+    let mut s = String::from(
+        "| task | model | initial test | final test | Δ (McNemar p) | constrained initial → final | s/step (median) | tok/s | final prompt |\n",
+    );
+    s += "|---|---|---|---|---|---|---|---|---|\n";
+    for task in tasks {
+        for rep in reports {
+            let Some(r) = rep.rows.iter().find(|r| r.task == task) else { continue };
+            s += &format!(
+                "| {} | {} | {} | {} | {:+.1} (p = {:.3}) | {} → {} | {:.1} | {:.1} | `{}` |\n",
+                r.task,
+                rep.model,
+                pct(r.initial_test),
+                pct(r.final_test),
+                100.0 * r.difference,
+                r.p_value,
+                opt(r.initial_constrained),
+                opt(r.final_constrained),
+                r.step_seconds_median,
+                r.tokens_per_second,
+                r.final_prompt.trim().replace('|', "\\|").replace('`', "'"),
+            );
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -135,5 +185,46 @@ mod tests {
         assert_eq!(super::median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(super::median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(super::median(&[]), 0.0);
+    }
+
+    fn row(task: &str, initial: f64, fin: f64, constrained: Option<f64>) -> super::BenchRow {
+        super::BenchRow {
+            task: task.into(),
+            initial_test: initial,
+            final_test: fin,
+            initial_constrained: constrained,
+            final_constrained: constrained,
+            difference: fin - initial,
+            p_value: 0.5,
+            test_examples: 20,
+            step_seconds_median: 12.0,
+            phase_seconds_median: [0.0; 4],
+            tokens_per_second: 3.0,
+            final_prompt: " think | step by `step`".into(),
+            total_seconds: 60.0,
+        }
+    }
+
+    #[test]
+    fn comparison_groups_rows_by_task_in_model_order() {
+        let a = super::BenchReport {
+            model: "small".into(),
+            args: String::new(),
+            rows: vec![row("bbh/a", 0.1, 0.2, None), row("bbh/b", 0.3, 0.3, Some(0.65))],
+        };
+        let b =
+            super::BenchReport { model: "big".into(), args: String::new(), rows: vec![row("bbh/b", 0.5, 0.75, None)] };
+        let t = super::comparison(&[a, b]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 5, "{t}");
+        assert!(
+            lines[2].starts_with("| bbh/a | small | 10.0 % | 20.0 % | +10.0 (p = 0.500) | – → – |"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[3].starts_with("| bbh/b | small |") && lines[3].contains("| 65.0 % → 65.0 % |"), "{}", lines[3]);
+        assert!(lines[4].starts_with("| bbh/b | big | 50.0 % | 75.0 % | +25.0"), "{}", lines[4]);
+        // A pipe in the prompt must not open a column; backticks must not close the code span.
+        assert!(lines[4].ends_with("| `think \\| step by 'step'` |"), "{}", lines[4]);
     }
 }

@@ -1,11 +1,13 @@
 //! `greater bench bbh`: a fixed, seeded optimise + evaluate run per task, summarised in one table
 //! (task, initial and final test accuracy, the paired difference with its p-value, median seconds
-//! per step split by phase, generated tokens per second) and written as `bbh.json`.
+//! per step split by phase, generated tokens per second) and written as `bbh-<model>.json`.
+//! Runs of different models go to different files and folders, so that `greater bench compare`
+//! can put them side by side.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use greater_opt::bench::{BenchRow, run_task, table};
+use greater_opt::bench::{BenchReport, BenchRow, run_task, table};
 use greater_opt::optimize::OptimizeConfig;
 
 use super::{Common, write_json};
@@ -65,7 +67,7 @@ pub fn run(args: &BbhArgs) -> Result<()> {
             batch_size: args.batch_size,
             ..OptimizeConfig::default()
         };
-        let dir: PathBuf = args.common.out.join("bbh").join(name.replace('/', "_"));
+        let dir: PathBuf = args.common.out.join("bbh").join(model_slug(&args.model)).join(name.replace('/', "_"));
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
@@ -82,11 +84,47 @@ pub fn run(args: &BbhArgs) -> Result<()> {
         rayon::current_num_threads()
     );
     print!("{}", table(&rows));
-    let path = write_json(
-        &args.common.out,
-        "bbh.json",
-        &serde_json::json!({ "model": args.model, "args": format!("{args:?}"), "rows": rows }),
-    )?;
+    let report = BenchReport { model: args.model.clone(), args: settings(args), rows };
+    let path = write_json(&args.common.out, &format!("bbh-{}.json", model_slug(&args.model)), &report)?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// The settings that must match for two models' rows to be comparable, in a fixed textual form.
+fn settings(args: &BbhArgs) -> String {
+    format!(
+        "steps={} train={} max_reasoning_tokens={} eval_limit={} top_prompts={} seed={} batch_size={}",
+        args.steps,
+        args.train,
+        args.max_reasoning_tokens,
+        args.eval_limit,
+        args.top_prompts,
+        args.seed,
+        args.batch_size
+    )
+}
+
+/// A file-name-safe name for a model given by registry name or path (a GGUF file's stem, an HF
+/// folder's name).
+pub fn model_slug(model: &str) -> String {
+    let path = std::path::Path::new(model);
+    let name = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        path.file_stem()
+    } else {
+        path.file_name()
+    };
+    let stem = name.map_or_else(|| model.to_string(), |s| s.to_string_lossy().into_owned());
+    stem.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model_slug;
+
+    #[test]
+    fn slugs_are_file_names() {
+        assert_eq!(model_slug("smollm2-135m-instruct"), "smollm2-135m-instruct");
+        assert_eq!(model_slug("/models/Qwen2.5-0.5B/"), "Qwen2.5-0.5B");
+        assert_eq!(model_slug("./my model.gguf"), "my_model");
+    }
 }

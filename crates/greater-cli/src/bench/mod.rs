@@ -3,13 +3,15 @@
 //!
 //! - `models`: prefill and decode throughput of real models, next to what the machine can do
 //!   (f32 GEMM GFLOP/s, memory bandwidth) and a per-part timing of one decode step;
-//! - `grad`: forward+backward time of the token gradient against forward-only time, and peak RSS.
+//! - `grad`: forward+backward time of the token gradient against forward-only time, and peak RSS;
+//! - `bbh`: optimise + evaluate per task (`bbh-<model>.json`); `compare` tables several models.
 //!
 //! Numbers come from here, never from timed tests. Criterion micro-benchmarks of single
 //! operations live in `benches/models.rs`.
 
 pub mod bbh;
 pub mod breakdown;
+pub mod compare;
 pub mod grad;
 pub mod machine;
 pub mod models;
@@ -35,6 +37,8 @@ pub enum BenchCommand {
     Grad(grad::GradArgs),
     /// Optimise + evaluate per task with a fixed, seeded configuration; one table.
     Bbh(bbh::BbhArgs),
+    /// Several models' `bbh` reports as one Markdown table, task by task.
+    Compare(compare::CompareArgs),
 }
 
 /// Options every suite takes.
@@ -64,6 +68,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             setup(&a.common)?;
             bbh::run(&a)
         }
+        BenchCommand::Compare(a) => compare::run(&a),
     }
 }
 
