@@ -143,7 +143,7 @@ impl ChatTemplate {
                     named.iter().find_map(|entry| {
                         let name = entry.get("name")?.as_str()?;
                         let text = entry.get("template")?.as_str()?;
-                        (wanted.is_none() || wanted == Some(name)).then(|| (name, text))
+                        (wanted.is_none() || wanted == Some(name)).then_some((name, text))
                     })
                 };
                 if let Some((name, text)) = template_named(Some("default")).or_else(|| template_named(None)) {

@@ -382,7 +382,7 @@ fn print_report(r: &ModelsReport) {
             m.weight_bytes_per_step as f64 / 1e6,
             m.load_s
         );
-        println!("  {:<28} {:>10} {:>12}  {}", "measurement", "median", "rate", "goal");
+        println!("  {:<28} {:>10} {:>12}  goal", "measurement", "median", "rate");
         let p = &m.prefill;
         println!(
             "  {:<28} {:>8.3} s {:>8.1} tok/s  {:.1} GFLOP/s = {:.0}% of GEMM {} ({:.1}); goal ≥ 50%: {}",

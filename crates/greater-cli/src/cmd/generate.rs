@@ -43,7 +43,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let mut stream = Stream::new(tok);
     let start = Instant::now();
     let mut error = None;
-    let gens = generate(&loaded.model, &[ids.clone()], &opts, |_, id| {
+    let gens = generate(&loaded.model, std::slice::from_ref(&ids), &opts, |_, id| {
         if stop_ids.contains(&id) || error.is_some() {
             return;
         }

@@ -36,7 +36,7 @@ pub fn print_report(r: &Report) {
     }
     let rows = [("initial", &r.accuracy_initial), ("final", &r.accuracy_final)];
     if rows.iter().any(|(_, a)| a.train.is_some() || a.dev.is_some() || a.test.is_some()) {
-        println!("{:<8} {:<26} {:<26} {}", "accuracy", "train", "dev", "test");
+        println!("{:<8} {:<26} {:<26} test", "accuracy", "train", "dev");
         for (name, a) in rows {
             println!(
                 "{name:<8} {:<26} {:<26} {}",

@@ -33,7 +33,7 @@ impl ModelConfig {
                 return Err(bad(field, "must be positive, found 0".into()));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return Err(bad(
                 "num_key_value_heads",
                 format!(
@@ -42,7 +42,7 @@ impl ModelConfig {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(bad("head_dim", format!("must be even for RoPE, found {}", self.head_dim)));
         }
         if self.layer_attention.len() != self.num_hidden_layers {

@@ -111,7 +111,7 @@ pub enum FixUp {
 /// # Shapes
 /// - `data`: `[rows, cols]` row-major, `rows` a multiple of `2 * n_head` → same shape.
 pub fn unpermute_rope_rows(data: &[f32], rows: usize, cols: usize, n_head: usize) -> Option<Vec<f32>> {
-    if n_head == 0 || rows % (2 * n_head) != 0 || data.len() != rows * cols {
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) || data.len() != rows * cols {
         return None;
     }
     let head_dim = rows / n_head;

@@ -169,10 +169,10 @@ impl GgufVocab {
         // The model's own vocabulary size, when the file states it, must match the token list.
         if let Some(arch) = md.get_str("general.architecture") {
             let key = format!("{arch}.vocab_size");
-            if let Some(stated) = md.get_usize(&key) {
-                if stated != n {
-                    return Err(bad_field(path, &key, format!("is {stated} but tokenizer.ggml.tokens has {n} tokens")));
-                }
+            if let Some(stated) = md.get_usize(&key)
+                && stated != n
+            {
+                return Err(bad_field(path, &key, format!("is {stated} but tokenizer.ggml.tokens has {n} tokens")));
             }
         }
 

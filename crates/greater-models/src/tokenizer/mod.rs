@@ -111,10 +111,10 @@ impl Tokenizer {
             inner.get_added_tokens_decoder().into_iter().filter(|(_, token)| token.special).map(|(id, _)| id).collect();
         let mut stop_ids: Vec<u32> = special.eos.into_iter().collect();
         for name in END_OF_TURN_TOKENS {
-            if let Some(id) = inner.token_to_id(name).filter(|id| control_ids.contains(id)) {
-                if !stop_ids.contains(&id) {
-                    stop_ids.push(id);
-                }
+            if let Some(id) = inner.token_to_id(name).filter(|id| control_ids.contains(id))
+                && !stop_ids.contains(&id)
+            {
+                stop_ids.push(id);
             }
         }
         Ok(Self { inner, origin, special, add_bos_token, stop_ids, vocab_size, control_ids })

@@ -130,7 +130,7 @@ impl OptimizeConfig {
         if self.batch_size == 0 || self.grad_batch_size == 0 {
             return bad("batch sizes must be at least 1");
         }
-        if !(self.answer_temperature > 0.0) {
+        if self.answer_temperature.is_nan() || self.answer_temperature <= 0.0 {
             return bad("answer_temperature must be positive");
         }
         if self.initial_prompt.trim().is_empty() {

@@ -54,7 +54,7 @@ fn random_term(rng: &mut StdRng, depth: usize) -> Term {
     Term { nots, atom }
 }
 
-fn render<'a>(expr: &Expr, out: &mut Vec<&'a str>) {
+fn render(expr: &Expr, out: &mut Vec<&str>) {
     for (i, term) in expr.terms.iter().enumerate() {
         if i > 0 {
             out.push(if expr.ands[i - 1] { "and" } else { "or" });
