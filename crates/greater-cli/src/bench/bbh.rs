@@ -52,6 +52,7 @@ pub struct BbhArgs {
 /// Run the suite.
 pub fn run(args: &BbhArgs) -> Result<()> {
     let loaded = load_model(&args.model)?;
+    let slug = model_slug(&args.model);
     let mut rows: Vec<BenchRow> = Vec::new();
     for name in &args.tasks {
         let task = load_task(name)?;
@@ -67,7 +68,7 @@ pub fn run(args: &BbhArgs) -> Result<()> {
             batch_size: args.batch_size,
             ..OptimizeConfig::default()
         };
-        let dir: PathBuf = args.common.out.join("bbh").join(model_slug(&args.model)).join(name.replace('/', "_"));
+        let dir: PathBuf = args.common.out.join("bbh").join(&slug).join(name.replace('/', "_"));
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
@@ -85,23 +86,28 @@ pub fn run(args: &BbhArgs) -> Result<()> {
     );
     print!("{}", table(&rows));
     let report = BenchReport { model: args.model.clone(), args: settings(args), rows };
-    let path = write_json(&args.common.out, &format!("bbh-{}.json", model_slug(&args.model)), &report)?;
+    let path = write_json(&args.common.out, &format!("bbh-{slug}.json"), &report)?;
     println!("wrote {}", path.display());
     Ok(())
 }
 
-/// The settings that must match for two models' rows to be comparable, in a fixed textual form.
+/// The names of the settings that must match for two models' rows to be comparable, in the
+/// order [`settings`] writes them (`greater bench compare` reads them back).
+pub const SETTING_KEYS: [&str; 7] =
+    ["steps", "train", "max_reasoning_tokens", "eval_limit", "top_prompts", "seed", "batch_size"];
+
+/// The comparable settings as `key=value` pairs separated by spaces.
 fn settings(args: &BbhArgs) -> String {
-    format!(
-        "steps={} train={} max_reasoning_tokens={} eval_limit={} top_prompts={} seed={} batch_size={}",
-        args.steps,
-        args.train,
-        args.max_reasoning_tokens,
-        args.eval_limit,
-        args.top_prompts,
-        args.seed,
-        args.batch_size
-    )
+    let values = [
+        args.steps.to_string(),
+        args.train.to_string(),
+        args.max_reasoning_tokens.to_string(),
+        args.eval_limit.to_string(),
+        args.top_prompts.to_string(),
+        args.seed.to_string(),
+        args.batch_size.to_string(),
+    ];
+    SETTING_KEYS.iter().zip(values).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
 /// A file-name-safe name for a model given by registry name or path (a GGUF file's stem, an HF

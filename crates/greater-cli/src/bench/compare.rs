@@ -59,9 +59,8 @@ fn found(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
 /// `steps=5 train=10 ...` as written now, or the `BbhArgs { steps: 5, ... }` debug text that
 /// earlier versions wrote.
 fn settings_of(args: &str) -> Vec<(&'static str, String)> {
-    const KEYS: [&str; 7] =
-        ["steps", "train", "max_reasoning_tokens", "eval_limit", "top_prompts", "seed", "batch_size"];
-    KEYS.iter()
+    super::bbh::SETTING_KEYS
+        .iter()
         .map(|&k| {
             let value = [format!("{k}="), format!("{k}: ")].iter().find_map(|pat| {
                 let at = args
