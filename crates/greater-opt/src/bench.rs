@@ -7,7 +7,7 @@ use std::time::Instant;
 use greater_models::model::LoadedModel;
 use greater_tasks::Task;
 
-use crate::optimize::{OptimizeConfig, Run};
+use crate::optimize::{OptimizeConfig, PhaseSeconds, Run};
 use crate::{Observer, OptError, finish};
 
 /// One row of the benchmark table.
@@ -62,9 +62,9 @@ pub fn run_task(
             .map_err(|e| OptError::BadFile { path: dir.join("events.jsonl"), reason: e.to_string() })?;
         tokens += v["generated_tokens"].as_u64().unwrap_or(0);
     }
-    let gen_seconds: f64 = state.history.iter().map(|h| h.seconds[0] + h.seconds[3]).sum();
-    let per_step: Vec<f64> = state.history.iter().map(|h| h.seconds.iter().sum()).collect();
-    let phase = |k: usize| median(&state.history.iter().map(|h| h.seconds[k]).collect::<Vec<_>>());
+    let gen_seconds: f64 = state.history.iter().map(|h| h.seconds.generating()).sum();
+    let per_step: Vec<f64> = state.history.iter().map(|h| h.seconds.total()).collect();
+    let phase = |f: fn(&PhaseSeconds) -> f64| median(&state.history.iter().map(|h| f(&h.seconds)).collect::<Vec<_>>());
     let d = report.test_difference.as_ref();
     let read = |name: &str| -> Option<f64> {
         let text = std::fs::read_to_string(dir.join("evals").join(name)).ok()?;
@@ -81,7 +81,12 @@ pub fn run_task(
         p_value: d.map_or(f64::NAN, |d| d.p_value),
         test_examples: report.accuracy_final.test.map_or(0, |a| a.total),
         step_seconds_median: median(&per_step),
-        phase_seconds_median: [phase(0), phase(1), phase(2), phase(3)],
+        phase_seconds_median: [
+            phase(|s| s.generation),
+            phase(|s| s.proposal),
+            phase(|s| s.gradient),
+            phase(|s| s.selection),
+        ],
         tokens_per_second: if gen_seconds > 0.0 { tokens as f64 / gen_seconds } else { 0.0 },
         final_prompt: report.final_prompt,
         total_seconds: t.elapsed().as_secs_f64(),

@@ -8,7 +8,7 @@ use greater_tasks::Example;
 use greater_tasks::{Accuracy, PairedComparison};
 
 use crate::eval::{EvalOptions, EvalResult, PromptInput, evaluate};
-use crate::optimize::{Prepared, Run, RunState};
+use crate::optimize::{PhaseSeconds, Prepared, Run, RunState};
 use crate::report::{Accuracies, DevCandidate, Report, Seconds};
 use crate::{OptError, report};
 
@@ -87,7 +87,7 @@ pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f
             test_difference = Some(PairedComparison::new(&test_results[0], &test_results[1])?);
         }
     }
-    let phase = |k: usize| state.history.iter().map(|h| h.seconds[k]).sum::<f64>();
+    let phase = |f: fn(&PhaseSeconds) -> f64| state.history.iter().map(|h| f(&h.seconds)).sum::<f64>();
     let report = Report {
         task: run.task.name.clone(),
         model: cfg.model.clone(),
@@ -103,10 +103,10 @@ pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f
         dev_candidates,
         seconds: Seconds {
             total: total_seconds,
-            generation: phase(0),
-            proposal: phase(1),
-            gradient: phase(2),
-            selection: phase(3),
+            generation: phase(|s| s.generation),
+            proposal: phase(|s| s.proposal),
+            gradient: phase(|s| s.gradient),
+            selection: phase(|s| s.selection),
             evaluation: eval_seconds,
         },
         history: state.history.clone(),

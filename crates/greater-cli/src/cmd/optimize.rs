@@ -196,7 +196,7 @@ fn prepare_resume(dir: &Path, cfg: &OptimizeConfig) -> Result<Previous> {
                 .with_context(|| format!("removing stale evaluations {}", evals.display()))?;
         }
     }
-    let seconds = s.history.iter().map(|h| h.seconds.iter().sum::<f64>()).sum();
+    let seconds = s.history.iter().map(|h| h.seconds.total()).sum();
     Ok(Previous { steps: s.step, seconds })
 }
 

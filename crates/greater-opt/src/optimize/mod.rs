@@ -7,7 +7,10 @@
 //! advance and growth; best and top-k tracking; a checkpoint and an `events.jsonl` line.
 
 pub mod config;
+pub mod decide;
+pub mod event;
 pub mod proposal;
+mod select;
 pub mod state;
 mod step;
 
@@ -17,6 +20,7 @@ use greater_models::model::LoadedModel;
 use greater_tasks::{Example, Task};
 
 pub use config::OptimizeConfig;
+pub use event::{CandidateScore, PhaseSeconds, StepEvent};
 pub use state::{RunState, ScoredPrompt};
 
 use crate::layout::{ExampleLayout, Layouter};

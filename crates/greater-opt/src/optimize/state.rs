@@ -29,8 +29,8 @@ pub struct StepSummary {
     pub mistake_rate: f32,
     /// The prompt after the step.
     pub text: String,
-    /// Seconds in each phase: generation, proposal, gradient, selection.
-    pub seconds: [f64; 4],
+    /// Seconds in each phase.
+    pub seconds: super::event::PhaseSeconds,
 }
 
 /// The run's state after `step` completed steps.
@@ -128,11 +128,12 @@ pub fn truncate_events(dir: &Path, n: usize) -> Result<(), OptError> {
 }
 
 /// Append one line to `events.jsonl`.
-pub fn append_event(dir: &Path, event: &serde_json::Value) -> Result<(), OptError> {
+pub fn append_event(dir: &Path, event: &impl serde::Serialize) -> Result<(), OptError> {
+    let line = serde_json::to_string(event).expect("events serialise");
     let path = dir.join("events.jsonl");
     let mut f =
         std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| OptError::io(&path, e))?;
-    writeln!(f, "{event}").map_err(|e| OptError::io(&path, e))?;
+    writeln!(f, "{line}").map_err(|e| OptError::io(&path, e))?;
     f.sync_all().map_err(|e| OptError::io(&path, e))
 }
 

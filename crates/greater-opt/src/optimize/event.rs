@@ -1,0 +1,123 @@
+//! The record of one step: a line of `events.jsonl`, and the phase timings kept in the checkpoint.
+
+/// Seconds spent in each phase of a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "PhaseSecondsRepr")]
+pub struct PhaseSeconds {
+    /// Reasoning with the current prompt (0 when the last winner's reasoning is reused).
+    pub generation: f64,
+    /// Candidate proposal from the prefix forwards.
+    pub proposal: f64,
+    /// One-hot gradients through the reasoning.
+    pub gradient: f64,
+    /// Re-scoring the top-μ candidates with regenerated reasoning.
+    pub selection: f64,
+}
+
+impl PhaseSeconds {
+    /// The whole step.
+    pub fn total(&self) -> f64 {
+        self.generation + self.proposal + self.gradient + self.selection
+    }
+
+    /// Time spent generating reasoning: the current prompt's pass and selection.
+    pub fn generating(&self) -> f64 {
+        self.generation + self.selection
+    }
+}
+
+/// Checkpoints written before the phases were named stored `[generation, proposal, gradient,
+/// selection]`; both forms read.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum PhaseSecondsRepr {
+    Named { generation: f64, proposal: f64, gradient: f64, selection: f64 },
+    Array([f64; 4]),
+}
+
+impl From<PhaseSecondsRepr> for PhaseSeconds {
+    fn from(r: PhaseSecondsRepr) -> Self {
+        match r {
+            PhaseSecondsRepr::Named { generation, proposal, gradient, selection } => {
+                Self { generation, proposal, gradient, selection }
+            }
+            PhaseSecondsRepr::Array([generation, proposal, gradient, selection]) => {
+                Self { generation, proposal, gradient, selection }
+            }
+        }
+    }
+}
+
+/// One top-μ candidate as selection scored it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CandidateScore {
+    /// Token id.
+    pub token: u32,
+    /// Its text.
+    pub text: String,
+    /// Selection score: mistake rate + w · prompt NLL.
+    pub score: f32,
+    /// Share of train examples whose answer is a mistake.
+    pub mistake_rate: f32,
+    /// Mean prompt NLL of the candidate prompt.
+    pub prompt_nll: f32,
+}
+
+/// One line of `events.jsonl`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepEvent {
+    /// Step index (0-based).
+    pub step: usize,
+    /// The prompt position optimised.
+    pub position: usize,
+    /// Proposed candidate ids (sorted by id, the current token last when it was absent).
+    pub candidates: Vec<u32>,
+    /// Their texts.
+    pub candidate_text: Vec<String>,
+    /// Summed gradient per candidate (lower is better).
+    pub gradient: Vec<f32>,
+    /// The top-μ candidate ids, best gradient first.
+    pub top_mu: Vec<u32>,
+    /// The candidates scored by selection, in top-μ order.
+    pub selection: Vec<CandidateScore>,
+    /// The chosen token.
+    pub chosen: u32,
+    /// Its text.
+    pub chosen_text: String,
+    /// Its selection score.
+    pub score: f32,
+    /// Its mistake rate.
+    pub mistake_rate: f32,
+    /// Its prompt NLL.
+    pub prompt_nll: f32,
+    /// Teacher-forced mistake rate of the current prompt (from the gradient pass).
+    pub current_teacher_forced_mistake_rate: f32,
+    /// Mean gradient loss of the current prompt.
+    pub current_mean_loss: f32,
+    /// The prompt the next step starts from.
+    pub prompt_ids: Vec<u32>,
+    /// Its text.
+    pub prompt_text: String,
+    /// The best score so far.
+    pub best_score: f32,
+    /// Seconds per phase.
+    pub seconds: PhaseSeconds,
+    /// Reasoning tokens generated in this step.
+    pub generated_tokens: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_seconds_read_named_and_legacy_arrays() {
+        let named: PhaseSeconds =
+            serde_json::from_str(r#"{"generation":1.0,"proposal":2.0,"gradient":3.0,"selection":4.0}"#).unwrap();
+        let legacy: PhaseSeconds = serde_json::from_str("[1.0, 2.0, 3.0, 4.0]").unwrap();
+        assert_eq!(named, legacy);
+        assert_eq!(named.gradient, 3.0);
+        assert_eq!(named.total(), 10.0);
+        assert_eq!(serde_json::to_value(named).unwrap()["selection"], 4.0);
+    }
+}

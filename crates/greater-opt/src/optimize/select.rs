@@ -1,0 +1,74 @@
+//! Selection (SPEC B.1.2 C.5–C.6): the top-μ candidates in gradient order, each scored with its own
+//! regenerated reasoning (mistake rate + w · prompt NLL); the winner by [`WinnerChoice`].
+
+use greater_grad::{GradOptions, TrainSequence, score_sequences};
+
+use super::decide::{Offer, WinnerChoice, dot_rule_applies};
+use super::event::CandidateScore;
+use super::step::StepContext;
+use crate::OptError;
+
+/// The outcome of selection.
+#[derive(Debug, Clone)]
+pub(super) struct Selection {
+    /// The scored candidates, in top-μ order (fewer than μ when the '.' rule ended selection).
+    pub scored: Vec<CandidateScore>,
+    /// Index of the winner in `scored`.
+    pub winner: usize,
+    /// The winner's reasoning per train example.
+    pub winner_reasoning: Vec<Vec<u32>>,
+    /// Reasoning tokens generated.
+    pub generated: usize,
+}
+
+/// Score `top` (candidate ids, best gradient first). `reasoning` is the current prompt's, reused
+/// for the current token.
+pub(super) fn select(ctx: &StepContext<'_>, top: &[u32], reasoning: &[Vec<u32>]) -> Result<Selection, OptError> {
+    let cfg = ctx.cfg();
+    let mut choice = WinnerChoice::default();
+    let mut scored = Vec::with_capacity(top.len());
+    let mut winner_reasoning = None;
+    let mut generated = 0;
+    for &c in top {
+        if ctx.run.observer.should_stop() {
+            return Err(OptError::Interrupted(ctx.run.dir.clone()));
+        }
+        let cand = ctx.with_token(c);
+        let r = if c == ctx.current_token() {
+            reasoning.to_vec()
+        } else {
+            ctx.run.observer.phase("selection", ctx.n());
+            let r = ctx.reasoning_for(&cand)?;
+            generated += r.iter().map(Vec::len).sum::<usize>();
+            r
+        };
+        let s = score_candidate(ctx, &cand, &r)?;
+        let text = ctx.tok().decode(&[c], false)?;
+        let dot = dot_rule_applies(&text, ctx.pos, ctx.state.initial_len, cfg.dot_rule_fraction);
+        let offer = choice.offer(scored.len(), s.score, dot);
+        scored.push(CandidateScore { token: c, text, ..s });
+        if offer != Offer::Trails {
+            winner_reasoning = Some(r);
+        }
+        if offer == Offer::WinsByDot {
+            break;
+        }
+    }
+    let winner = choice.winner().ok_or_else(|| OptError::Invalid("selection got no candidate".into()))?;
+    let winner_reasoning = winner_reasoning.expect("the winner's reasoning is kept");
+    Ok(Selection { scored, winner, winner_reasoning, generated })
+}
+
+/// The selection score of prompt `cand` with its reasoning `r`, teacher-forced over the whole
+/// sequence (token and text are filled in by the caller).
+fn score_candidate(ctx: &StepContext<'_>, cand: &[u32], r: &[Vec<u32>]) -> Result<CandidateScore, OptError> {
+    let cfg = ctx.cfg();
+    let n = ctx.n() as f32;
+    let seqs: Vec<TrainSequence> = ctx.prep.layouts.iter().zip(r).map(|(l, r)| l.sequence(cand, r)).collect();
+    let gopts = GradOptions { answer_temperature: cfg.answer_temperature, control_weight: cfg.control_weight };
+    let s = score_sequences(&ctx.run.loaded.model, &seqs, &gopts, cfg.grad_batch_size)?;
+    let mistake_rate = s.iter().filter(|x| x.mistake).count() as f32 / n;
+    let prompt_nll = s.iter().map(|x| x.loss_control).sum::<f32>() / n;
+    let score = mistake_rate + cfg.selection_nll_weight * prompt_nll;
+    Ok(CandidateScore { token: 0, text: String::new(), score, mistake_rate, prompt_nll })
+}

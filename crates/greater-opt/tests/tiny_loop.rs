@@ -1,0 +1,160 @@
+//! The loop on a tiny random model built in memory (no file from outside the test): its decisions
+//! follow the rules step by step, and a run interrupted and resumed equals an uninterrupted one.
+
+use std::path::Path;
+
+use greater_models::config::Family;
+use greater_models::model::LoadedModel;
+use greater_models::testing::tiny_loaded;
+use std::cell::Cell;
+
+use greater_opt::optimize::{OptimizeConfig, Run, RunState, StepEvent};
+use greater_opt::{NoObserver, Observer, OptError};
+use greater_tasks::Task;
+
+fn task() -> Task {
+    greater_tasks::load_task("gen/boolean_expressions", Path::new("/nonexistent")).unwrap()
+}
+
+/// Short prompt, '.' in it, every candidate re-scored, and the '.' rule from position 0, so that a
+/// few steps exercise top-μ, the winner choice, the '.' rule and growth.
+fn config(steps: usize) -> OptimizeConfig {
+    OptimizeConfig {
+        steps,
+        train: 3,
+        initial_prompt: "go. ok".into(),
+        max_reasoning_tokens: 5,
+        mu: 64,
+        top_k: 4,
+        min_candidates: 3,
+        dot_rule_fraction: 0.0,
+        batch_size: 2,
+        grad_batch_size: 2,
+        final_eval: false,
+        ..Default::default()
+    }
+}
+
+fn optimize(loaded: &LoadedModel, task: &Task, cfg: &OptimizeConfig, dir: &Path, resume: bool) -> RunState {
+    let run = Run { loaded, task, cfg, dir: dir.to_path_buf(), observer: &NoObserver };
+    let prep = run.prepare().unwrap();
+    run.optimize(&prep, resume).unwrap()
+}
+
+/// Asks to stop (as Ctrl-C does) once `after` steps have reported.
+struct StopAfter {
+    after: usize,
+    steps: Cell<usize>,
+}
+
+impl Observer for StopAfter {
+    fn message(&self, text: &str) {
+        if text.starts_with("step ") {
+            self.steps.set(self.steps.get() + 1);
+        }
+    }
+    fn should_stop(&self) -> bool {
+        self.steps.get() >= self.after
+    }
+}
+
+fn events(dir: &Path) -> Vec<StepEvent> {
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The winner by the rules, recomputed from the event: the first '.'-like candidate ends selection
+/// and wins (the rule applies from position 0 here); otherwise the lowest score, the earlier on ties.
+fn expected_winner(e: &StepEvent) -> usize {
+    if let Some(dot) = e.selection.iter().position(|s| s.text.contains('.')) {
+        return dot;
+    }
+    let mut best = 0;
+    for (k, s) in e.selection.iter().enumerate() {
+        if s.score < e.selection[best].score {
+            best = k;
+        }
+    }
+    best
+}
+
+#[test]
+fn every_step_follows_the_rules() {
+    let loaded = tiny_loaded(Family::Llama, 11).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(7);
+    let state = optimize(&loaded, &task(), &cfg, dir.path(), false);
+    let events = events(dir.path());
+    assert_eq!(events.len(), 7);
+    assert_eq!(state.step, 7);
+    let (mut dot_wins, mut score_wins, mut grown) = (0, 0, 0);
+    for (i, e) in events.iter().enumerate() {
+        // Top-μ: the candidates by ascending gradient, ties by index (μ covers them all here).
+        let mut order: Vec<usize> = (0..e.candidates.len()).collect();
+        order.sort_by(|&a, &b| e.gradient[a].partial_cmp(&e.gradient[b]).unwrap().then(a.cmp(&b)));
+        let want: Vec<u32> = order.iter().map(|&k| e.candidates[k]).collect();
+        assert_eq!(e.top_mu, want, "step {i}: top-μ is not the ascending-gradient order");
+        let scored: Vec<u32> = e.selection.iter().map(|s| s.token).collect();
+        assert_eq!(scored[..], want[..scored.len()], "step {i}: selection follows top-μ order");
+        // The winner.
+        let w = expected_winner(e);
+        assert_eq!(e.chosen, e.selection[w].token, "step {i}: wrong winner");
+        if e.selection[w].text.contains('.') {
+            assert_eq!(w + 1, e.selection.len(), "step {i}: selection goes on after a '.' win");
+            dot_wins += 1;
+        } else {
+            assert_eq!(e.selection.len(), e.top_mu.len(), "step {i}: candidates left unscored");
+            score_wins += 1;
+        }
+        // Position advance and growth, read off the next event.
+        if let Some(next) = events.get(i + 1) {
+            let len = e.prompt_ids.len();
+            if e.position + 1 < len {
+                assert_eq!(next.position, e.position + 1, "step {i}");
+            } else if e.chosen_text.contains('.') {
+                assert_eq!(next.position, 0, "step {i}: a '.' in the last slot wraps");
+            } else {
+                panic!("step {i}: the prompt must have grown");
+            }
+        }
+        if i > 0 && e.prompt_ids.len() > events[i - 1].prompt_ids.len() {
+            grown += 1;
+        }
+    }
+    // The settings make every rule fire at least once, so a broken rule cannot hide.
+    assert!(dot_wins > 0 && score_wins > 0, "dot wins {dot_wins}, score wins {score_wins}");
+    assert!(grown > 0 || events.iter().any(|e| e.position + 1 == e.prompt_ids.len()), "no growth exercised");
+    let best = state.best.unwrap();
+    assert!(events.iter().all(|e| e.score >= best.score));
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted_run() {
+    let loaded = tiny_loaded(Family::Qwen2, 5).unwrap();
+    let task = task();
+    let whole = tempfile::tempdir().unwrap();
+    let a = optimize(&loaded, &task, &config(4), whole.path(), false);
+    let split = tempfile::tempdir().unwrap();
+    let stop = StopAfter { after: 2, steps: Cell::new(0) };
+    let run = Run { loaded: &loaded, task: &task, cfg: &config(4), dir: split.path().to_path_buf(), observer: &stop };
+    let prep = run.prepare().unwrap();
+    assert!(matches!(run.optimize(&prep, false), Err(OptError::Interrupted(_))));
+    assert_eq!(events(split.path()).len(), 2);
+    // A step that did not finish leaves a partial line: resume cuts it away.
+    let partial = r#"{"step": 2, "position""#;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(split.path().join("events.jsonl"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, partial.as_bytes()))
+        .unwrap();
+    let b = optimize(&loaded, &task, &config(4), split.path(), true);
+    let (ea, eb) = (events(whole.path()), events(split.path()));
+    assert_eq!(ea.len(), 4);
+    let decisions = |e: &[StepEvent]| -> Vec<_> {
+        e.iter().map(|x| (x.position, x.candidates.clone(), x.top_mu.clone(), x.chosen, x.prompt_ids.clone())).collect()
+    };
+    assert_eq!(decisions(&ea), decisions(&eb));
+    let scores = |e: &[StepEvent]| -> Vec<f32> { e.iter().flat_map(|x| x.selection.iter().map(|s| s.score)).collect() };
+    assert_eq!(scores(&ea), scores(&eb));
+    assert_eq!((a.control, a.best, a.top), (b.control, b.best, b.top));
+}
