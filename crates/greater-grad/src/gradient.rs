@@ -12,14 +12,11 @@
 //! examples of different lengths run as one left-padded batch; each has its own one-hot row, so
 //! one backward pass yields every per-example gradient and, summed, the batch gradient.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use greater_models::arch::CausalLm;
-use greater_models::cache::KvCache;
-use greater_models::generate::left_pad;
 use greater_models::layers::download;
-// Not burn's: its one-pass f32 normaliser loses ~1e-3 over a 262k vocabulary (Gemma).
-use greater_models::layers::log_softmax::log_softmax;
 
+use crate::batch::Batch;
 use crate::sequence::{Part, TrainSequence};
 
 /// Loss constants (SPEC A1 defaults).
@@ -59,6 +56,8 @@ pub struct ExampleGrad {
     pub loss_total: f32,
     /// Whether any answer token is not the argmax of its (teacher-forced) logits.
     pub mistake: bool,
+    /// Whether no answer variant has all its tokens at the argmax (equals `mistake` without variants).
+    pub mistake_variants: bool,
 }
 
 /// The result for a batch.
@@ -117,28 +116,54 @@ pub fn token_gradients(
     candidates: &[u32],
     opts: &GradOptions,
 ) -> Result<GradOutput, GradError> {
+    gradients(model, examples, None, candidates, opts)
+}
+
+/// [`token_gradients`] with the answer loss over answer variants: `variants[e]` lists the token
+/// sequences that grade as example `e`'s gold after its extractor, and the answer loss is
+/// `−log Σ_v p_τ(v)` (the product of the variant's τ-scaled token probabilities), so the gradient
+/// rewards the right answer in any accepted spelling. With the official answer as the only
+/// single-token variant this equals the official loss.
+pub fn token_gradients_with_variants(
+    model: &dyn CausalLm,
+    examples: &[GradExample<'_>],
+    variants: &[Vec<Vec<u32>>],
+    candidates: &[u32],
+    opts: &GradOptions,
+) -> Result<GradOutput, GradError> {
+    gradients(model, examples, Some(variants), candidates, opts)
+}
+
+fn gradients(
+    model: &dyn CausalLm,
+    examples: &[GradExample<'_>],
+    variants: Option<&[Vec<Vec<u32>>]>,
+    candidates: &[u32],
+    opts: &GradOptions,
+) -> Result<GradOutput, GradError> {
     let n_c = candidates.len();
     if examples.is_empty() {
         return Ok(GradOutput { examples: Vec::new(), grad_sum: vec![0.0; n_c] });
     }
-    let batch = Batch::new(examples, candidates)?;
+    let batch = Batch::new(examples, candidates, variants)?;
     let ad = model.device().clone().autodiff();
-    let onehot = Tensor::<2>::from_data(TensorData::new(batch.onehot.clone(), [batch.b, n_c]), &ad).require_grad();
+    let onehot = Tensor::<2>::from_data(TensorData::new(batch.onehot.clone(), [batch.e, n_c]), &ad).require_grad();
     let out = batch.forward(model, candidates, onehot.clone(), opts);
     let grads = out.loss_total.clone().sum().backward();
     let grad = download(onehot.grad(&grads).expect("the one-hot requires a gradient"));
-    let (la, lc, lt, mistakes) = out.read(&batch);
+    let l = out.read(&batch);
     let mut grad_sum = vec![0.0f32; n_c];
-    let examples = (0..batch.b)
+    let examples = (0..batch.e)
         .map(|e| {
             let g = grad[e * n_c..(e + 1) * n_c].to_vec();
             grad_sum.iter_mut().zip(&g).for_each(|(s, x)| *s += x);
             ExampleGrad {
                 grad_total: g,
-                loss_answer: la[e],
-                loss_control: lc[e],
-                loss_total: lt[e],
-                mistake: mistakes[e],
+                loss_answer: l.answer[e],
+                loss_control: l.control[e],
+                loss_total: l.total[e],
+                mistake: l.mistake[e],
+                mistake_variants: l.mistake_variants[e],
             }
         })
         .collect();
@@ -147,7 +172,7 @@ pub fn token_gradients(
 
 /// Forward-only losses with arbitrary (not necessarily one-hot) weights over the candidates at
 /// each example's position: `weights[e]` has one value per candidate. Used to check gradients
-/// against finite differences, and to score without a backward pass.
+/// against finite differences. Empty `examples` give an empty result.
 pub fn losses_at(
     model: &dyn CausalLm,
     examples: &[GradExample<'_>],
@@ -155,148 +180,26 @@ pub fn losses_at(
     weights: &[Vec<f32>],
     opts: &GradOptions,
 ) -> Result<Vec<(f32, f32, f32)>, GradError> {
-    let batch = Batch::new(examples, candidates)?;
+    losses_at_with_variants(model, examples, candidates, weights, None, opts)
+}
+
+/// [`losses_at`] with the answer loss over answer variants (see [`token_gradients_with_variants`]).
+pub fn losses_at_with_variants(
+    model: &dyn CausalLm,
+    examples: &[GradExample<'_>],
+    candidates: &[u32],
+    weights: &[Vec<f32>],
+    variants: Option<&[Vec<Vec<u32>>]>,
+    opts: &GradOptions,
+) -> Result<Vec<(f32, f32, f32)>, GradError> {
+    if examples.is_empty() {
+        return Ok(Vec::new());
+    }
+    let batch = Batch::new(examples, candidates, variants)?;
     let flat: Vec<f32> = weights.iter().flatten().copied().collect();
-    let onehot = Tensor::<2>::from_data(TensorData::new(flat, [batch.b, candidates.len()]), model.device());
-    let out = batch.forward(model, candidates, onehot, opts);
-    let (la, lc, lt, _) = out.read(&batch);
-    Ok((0..batch.b).map(|e| (la[e], lc[e], lt[e])).collect())
-}
-
-/// A padded batch and the bookkeeping of which logits rows feed which loss.
-struct Batch {
-    b: usize,
-    s: usize,
-    padded: Vec<i64>,
-    valid: Vec<Vec<bool>>,
-    onehot: Vec<f32>,
-    at: Vec<f32>,
-    rows: Vec<i64>,
-    targets: Vec<i64>,
-    answer_rows: Vec<Vec<usize>>,
-    control_rows: Vec<Vec<usize>>,
-}
-
-struct Forward {
-    logits: Tensor<2>,
-    loss_answer: Tensor<1>,
-    loss_control: Tensor<1>,
-    loss_total: Tensor<1>,
-}
-
-impl Batch {
-    fn new(examples: &[GradExample<'_>], candidates: &[u32]) -> Result<Self, GradError> {
-        let n_c = candidates.len();
-        let b = examples.len();
-        let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.seq.ids.clone()).collect();
-        let (padded, valid) = left_pad(&prompts);
-        let s = valid[0].len();
-        let mut batch = Batch {
-            b,
-            s,
-            padded,
-            valid,
-            onehot: vec![0.0; b * n_c],
-            at: vec![0.0; b * s],
-            rows: Vec::new(),
-            targets: Vec::new(),
-            answer_rows: Vec::with_capacity(b),
-            control_rows: Vec::with_capacity(b),
-        };
-        for (e, ex) in examples.iter().enumerate() {
-            let seq = ex.seq;
-            let pad = s - seq.ids.len();
-            let control = seq.range(Part::Control);
-            let answer = seq.range(Part::Answer);
-            if ex.position >= control.len() {
-                let reason = format!("prompt position {} outside a prompt of {} tokens", ex.position, control.len());
-                return Err(GradError::BadExample { example: e, reason });
-            }
-            if answer.is_empty() || control.start == 0 {
-                let reason = "empty answer, or a prompt at the very start".to_string();
-                return Err(GradError::BadExample { example: e, reason });
-            }
-            let pos = control.start + ex.position;
-            let token = seq.ids[pos];
-            let Some(c) = candidates.iter().position(|&t| t == token) else {
-                return Err(GradError::CurrentNotCandidate { example: e, position: ex.position, token });
-            };
-            batch.onehot[e * n_c + c] = 1.0;
-            batch.at[e * s + pad + pos] = 1.0;
-            let mut take = |range: std::ops::Range<usize>| -> Vec<usize> {
-                range
-                    .map(|t| {
-                        batch.rows.push((e * s + pad + t - 1) as i64);
-                        batch.targets.push(seq.ids[t] as i64);
-                        batch.rows.len() - 1
-                    })
-                    .collect()
-            };
-            let a = take(answer);
-            let c = take(control);
-            batch.answer_rows.push(a);
-            batch.control_rows.push(c);
-        }
-        Ok(batch)
-    }
-
-    /// One forward: the embedding at each example's position is `onehot[e] · E[C]`.
-    fn forward(&self, model: &dyn CausalLm, candidates: &[u32], onehot: Tensor<2>, opts: &GradOptions) -> Forward {
-        let (b, s, n_c) = (self.b, self.s, candidates.len());
-        let n = self.rows.len();
-        let h = model.config().hidden_size;
-        let device = model.device();
-        let int1 = |v: Vec<i64>, len: usize| Tensor::<1, Int>::from_data(TensorData::new(v, [len]), device);
-        let e_c = model.embedding_matrix().select(0, int1(candidates.iter().map(|&t| t as i64).collect(), n_c));
-        let replaced = onehot.matmul(e_c).reshape([b, 1, h]);
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(self.padded.clone(), [b, s]), device);
-        let base = model.embed(ids);
-        // Blend rather than scatter: positions differ per example, and a product with a constant
-        // 0/1 mask is cheap and differentiable on every backend.
-        let at = Tensor::<3>::from_data(TensorData::new(self.at.clone(), [b, s, 1]), device);
-        let keep = at.clone().neg() + 1.0;
-        let embeds = base * keep + at * replaced;
-        let all_valid = self.valid.iter().all(|r| r.iter().all(|&v| v));
-        let valid = (!all_valid).then_some(&self.valid[..]);
-        let hidden = model.forward_hidden(embeds, valid, &mut KvCache::uncached(b));
-        // Only the rows the loss reads go through the output head.
-        let picked = hidden.reshape([b * s, h]).select(0, int1(self.rows.clone(), n));
-        let logits = model.lm_head(picked.reshape([1, n, h])).reshape([n, model.config().vocab_size]);
-        let targets = Tensor::<2, Int>::from_data(TensorData::new(self.targets.clone(), [n, 1]), device);
-        let nll_plain = log_softmax(logits.clone(), 1).gather(1, targets.clone()).neg().reshape([n, 1]);
-        let nll_tau = log_softmax(logits.clone() / opts.answer_temperature, 1).gather(1, targets).neg().reshape([n, 1]);
-        let mut w_ans = vec![0.0f32; b * n];
-        let mut w_ctl = vec![0.0f32; b * n];
-        for e in 0..b {
-            for &k in &self.answer_rows[e] {
-                w_ans[e * n + k] = 1.0 / self.answer_rows[e].len() as f32;
-            }
-            for &k in &self.control_rows[e] {
-                w_ctl[e * n + k] = 1.0 / self.control_rows[e].len() as f32;
-            }
-        }
-        let w_ans = Tensor::<2>::from_data(TensorData::new(w_ans, [b, n]), device);
-        let w_ctl = Tensor::<2>::from_data(TensorData::new(w_ctl, [b, n]), device);
-        let loss_answer = w_ans.matmul(nll_tau).reshape([b]);
-        let loss_control = w_ctl.matmul(nll_plain).reshape([b]);
-        let loss_total = loss_answer.clone() + loss_control.clone() * opts.control_weight;
-        Forward { logits, loss_answer, loss_control, loss_total }
-    }
-}
-
-impl Forward {
-    /// Loss values and mistake flags on the host.
-    fn read(self, batch: &Batch) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<bool>) {
-        let argmax: Vec<i64> = self.logits.argmax(1).try_into_vec_as::<i64>().expect("reading argmax");
-        let mistakes =
-            batch.answer_rows.iter().map(|rows| rows.iter().any(|&k| argmax[k] != batch.targets[k])).collect();
-        (
-            download(self.loss_answer.detach()),
-            download(self.loss_control.detach()),
-            download(self.loss_total.detach()),
-            mistakes,
-        )
-    }
+    let onehot = Tensor::<2>::from_data(TensorData::new(flat, [batch.e, candidates.len()]), model.device());
+    let l = batch.forward(model, candidates, onehot, opts).read(&batch);
+    Ok((0..batch.e).map(|e| (l.answer[e], l.control[e], l.total[e])).collect())
 }
 
 /// Teacher-forced scores of one sequence (selection, SPEC B.1.2 C.5).
@@ -329,13 +232,13 @@ pub fn score_sequences(
         candidates.dedup();
         let examples: Vec<GradExample<'_>> =
             chunk.iter().map(|&i| GradExample { seq: &seqs[i], position: 0 }).collect();
-        let batch = Batch::new(&examples, &candidates)?;
+        let batch = Batch::new(&examples, &candidates, None)?;
         let onehot =
-            Tensor::<2>::from_data(TensorData::new(batch.onehot.clone(), [batch.b, candidates.len()]), model.device());
-        let fwd = batch.forward(model, &candidates, onehot, opts);
-        let (la, lc, _, mistakes) = fwd.read(&batch);
+            Tensor::<2>::from_data(TensorData::new(batch.onehot.clone(), [batch.e, candidates.len()]), model.device());
+        let l = batch.forward(model, &candidates, onehot, opts).read(&batch);
         for (k, &i) in chunk.iter().enumerate() {
-            scored[i] = Some(SequenceScore { loss_answer: la[k], loss_control: lc[k], mistake: mistakes[k] });
+            scored[i] =
+                Some(SequenceScore { loss_answer: l.answer[k], loss_control: l.control[k], mistake: l.mistake[k] });
         }
     }
     out.extend(scored.into_iter().map(|s| s.expect("every sequence is scored")));

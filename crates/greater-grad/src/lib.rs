@@ -6,11 +6,12 @@
 //! one-hot over the candidates. The model runs on burn's autodiff device; its weights stay on the
 //! plain device and are never tracked: only the one-hot requires a gradient. No file I/O here.
 
+mod batch;
 pub mod gradient;
 pub mod sequence;
 
 pub use gradient::{
-    ExampleGrad, GradError, GradExample, GradOptions, GradOutput, SequenceScore, losses_at, score_sequences,
-    token_gradients,
+    ExampleGrad, GradError, GradExample, GradOptions, GradOutput, SequenceScore, losses_at, losses_at_with_variants,
+    score_sequences, token_gradients, token_gradients_with_variants,
 };
 pub use sequence::{Part, TrainSequence};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use greater_models::model::LoadedModel;
 use greater_opt::eval::{EvalOptions, PromptInput, evaluate};
-use greater_opt::optimize::{OptimizeConfig, Run};
+use greater_opt::optimize::{OptimizeConfig, Run, StepEvent};
 use greater_opt::{NoObserver, finish};
 
 fn model() -> Option<LoadedModel> {
@@ -45,8 +45,30 @@ fn evaluation_scores_every_example() {
     assert_eq!(r.records, r2.records);
 }
 
+/// Asks to stop (as Ctrl-C does) once `after` steps have reported.
+struct StopAfter {
+    after: usize,
+    steps: std::cell::Cell<usize>,
+}
+
+impl greater_opt::Observer for StopAfter {
+    fn message(&self, text: &str) {
+        if text.starts_with("step ") {
+            self.steps.set(self.steps.get() + 1);
+        }
+    }
+    fn should_stop(&self) -> bool {
+        self.steps.get() >= self.after
+    }
+}
+
+fn events(dir: &std::path::Path) -> Vec<StepEvent> {
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 #[test]
-fn two_steps_then_report() {
+fn two_steps_then_report_and_resume_equals_uninterrupted() {
     let Some(loaded) = model() else { return };
     let task = greater_tasks::load_task("gen/boolean_expressions", std::path::Path::new("/nonexistent")).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -70,9 +92,19 @@ fn two_steps_then_report() {
     for f in ["report.json", "report.html", "events.jsonl", "state.json", "config.toml"] {
         assert!(dir.path().join(f).exists(), "{f}");
     }
-    let events = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
-    assert_eq!(events.lines().count(), 2);
-    // Resuming a finished run changes nothing.
-    let again = run.optimize(&prep, true).unwrap();
-    assert_eq!(again.control, state.control);
+    assert_eq!(events(dir.path()).len(), 2);
+
+    // The same run interrupted after its first step, then resumed, makes the same decisions.
+    let split = tempfile::tempdir().unwrap();
+    let stop = StopAfter { after: 1, steps: Default::default() };
+    let interrupted = Run { observer: &stop, dir: split.path().to_path_buf(), ..run };
+    assert!(interrupted.optimize(&prep, false).is_err());
+    assert_eq!(events(split.path()).len(), 1);
+    let resumed = Run { observer: &NoObserver, ..interrupted };
+    let again = resumed.optimize(&prep, true).unwrap();
+    let decisions = |e: Vec<StepEvent>| -> Vec<_> {
+        e.into_iter().map(|x| (x.position, x.candidates, x.top_mu, x.chosen, x.prompt_ids)).collect()
+    };
+    assert_eq!(decisions(events(dir.path())), decisions(events(split.path())));
+    assert_eq!((again.control, again.best), (state.control, state.best));
 }

@@ -21,6 +21,7 @@ mod registry;
 mod spec;
 mod split;
 mod stats;
+mod variants;
 
 pub use answer::{AnswerScore, cut_continuation, normalise, split_extractor};
 pub use error::TaskError;

@@ -1,0 +1,291 @@
+//! A padded batch of training rows and the bookkeeping of which logits feed which loss.
+//!
+//! Every example has one row: its sequence with the official answer. With answer variants, an
+//! example gets more rows only where a variant cannot be read off an existing row: a variant needs
+//! the logits after each of its tokens but the last, so a row whose answer starts with all but the
+//! last token of the variant serves it (all single-token variants share the official row). Rows of
+//! one example share its one-hot, so the gradient of the example is taken through all of them.
+
+use burn::tensor::{Int, Tensor, TensorData};
+use greater_models::arch::CausalLm;
+use greater_models::cache::KvCache;
+use greater_models::generate::left_pad;
+use greater_models::layers::download;
+// Not burn's: its one-pass f32 normaliser loses ~1e-3 over a 262k vocabulary (Gemma).
+use greater_models::layers::log_softmax::log_softmax;
+
+use crate::gradient::{GradError, GradExample, GradOptions};
+use crate::sequence::Part;
+
+/// Rows, one-hots and loss entries of a batch.
+pub(crate) struct Batch {
+    /// Examples.
+    pub e: usize,
+    /// Rows (at least one per example).
+    b: usize,
+    s: usize,
+    padded: Vec<i64>,
+    valid: Vec<Vec<bool>>,
+    /// The example of each row.
+    row_example: Vec<i64>,
+    /// `[e, candidates]`, one at each example's current token.
+    pub onehot: Vec<f32>,
+    /// `[b, s]`, one at the replaced position of each row.
+    at: Vec<f32>,
+    /// Flat hidden row (`row · s + position`) and target id of every loss entry.
+    rows: Vec<i64>,
+    targets: Vec<i64>,
+    /// Per example: entries of the prompt tokens and of the official answer (its first row).
+    control_entries: Vec<Vec<usize>>,
+    answer_entries: Vec<Vec<usize>>,
+    /// Per example and variant: the entries of the variant's tokens (answer variants only).
+    variant_entries: Option<Vec<Vec<Vec<usize>>>>,
+}
+
+/// The forward's outputs on the device.
+pub(crate) struct Forward {
+    logits: Tensor<2>,
+    pub loss_answer: Tensor<1>,
+    pub loss_control: Tensor<1>,
+    pub loss_total: Tensor<1>,
+}
+
+/// Loss values and mistake flags on the host, per example.
+pub(crate) struct Losses {
+    pub answer: Vec<f32>,
+    pub control: Vec<f32>,
+    pub total: Vec<f32>,
+    /// Some official answer token is not the argmax of its teacher-forced logits.
+    pub mistake: Vec<bool>,
+    /// No variant has every token at the argmax (equals `mistake` without variants).
+    pub mistake_variants: Vec<bool>,
+}
+
+/// One row before padding: its ids and the answer tokens it holds.
+struct Row {
+    example: usize,
+    ids: Vec<u32>,
+    answer_start: usize,
+}
+
+impl Batch {
+    /// Lay out `examples`; `variants[e]`, when given, lists example `e`'s answer variants (token ids
+    /// placed after its extractor), and the answer loss becomes −log Σ_v p(v).
+    pub fn new(
+        examples: &[GradExample<'_>],
+        candidates: &[u32],
+        variants: Option<&[Vec<Vec<u32>>]>,
+    ) -> Result<Self, GradError> {
+        let (n_c, e) = (candidates.len(), examples.len());
+        if let Some(v) = variants
+            && v.len() != e
+        {
+            let reason = format!("{} variant lists for {e} examples", v.len());
+            return Err(GradError::BadExample { example: v.len().min(e), reason });
+        }
+        let mut onehot = vec![0.0; e * n_c];
+        let mut rows: Vec<Row> = Vec::with_capacity(e);
+        let mut served: Vec<Vec<usize>> = Vec::with_capacity(e);
+        let mut first_rows = Vec::with_capacity(e);
+        for (i, ex) in examples.iter().enumerate() {
+            let c = check_example(i, ex, candidates)?;
+            onehot[i * n_c + c] = 1.0;
+            let seq = ex.seq;
+            let answer = seq.range(Part::Answer);
+            let first = rows.len();
+            first_rows.push(first);
+            rows.push(Row { example: i, ids: seq.ids.clone(), answer_start: answer.start });
+            let mut by_variant = Vec::new();
+            for v in variants.map_or(&[][..], |v| &v[i][..]) {
+                if v.is_empty() {
+                    return Err(GradError::BadExample { example: i, reason: "an empty answer variant".into() });
+                }
+                let head = &v[..v.len() - 1];
+                let r = (first..rows.len()).find(|&r| rows[r].ids[rows[r].answer_start..].starts_with(head));
+                let r = r.unwrap_or_else(|| {
+                    let ids = [&seq.ids[..answer.start], &v[..]].concat();
+                    rows.push(Row { example: i, ids, answer_start: answer.start });
+                    rows.len() - 1
+                });
+                by_variant.push(r);
+            }
+            served.push(by_variant);
+        }
+        Ok(Self::from_rows(examples, rows, &first_rows, &served, onehot, variants))
+    }
+
+    fn from_rows(
+        examples: &[GradExample<'_>],
+        rows: Vec<Row>,
+        first_rows: &[usize],
+        served: &[Vec<usize>],
+        onehot: Vec<f32>,
+        variants: Option<&[Vec<Vec<u32>>]>,
+    ) -> Self {
+        let ids: Vec<Vec<u32>> = rows.iter().map(|r| r.ids.clone()).collect();
+        let (padded, valid) = left_pad(&ids);
+        let (b, s) = (rows.len(), valid[0].len());
+        let mut batch = Batch {
+            e: examples.len(),
+            b,
+            s,
+            padded,
+            valid,
+            row_example: rows.iter().map(|r| r.example as i64).collect(),
+            onehot,
+            at: vec![0.0; b * s],
+            rows: Vec::new(),
+            targets: Vec::new(),
+            control_entries: Vec::new(),
+            answer_entries: Vec::new(),
+            variant_entries: variants.map(|_| Vec::new()),
+        };
+        let pad: Vec<usize> = rows.iter().map(|r| s - r.ids.len()).collect();
+        for (r, row) in rows.iter().enumerate() {
+            let ex = &examples[row.example];
+            batch.at[r * s + pad[r] + ex.seq.range(Part::Control).start + ex.position] = 1.0;
+        }
+        let mut entry = |r: usize, t: usize, target: u32| {
+            batch.rows.push((r * s + pad[r] + t - 1) as i64);
+            batch.targets.push(target as i64);
+            batch.rows.len() - 1
+        };
+        for (i, ex) in examples.iter().enumerate() {
+            let (seq, first) = (ex.seq, first_rows[i]);
+            let ctl: Vec<usize> = seq.range(Part::Control).map(|t| entry(first, t, seq.ids[t])).collect();
+            let ans: Vec<usize> = seq.range(Part::Answer).map(|t| entry(first, t, seq.ids[t])).collect();
+            batch.control_entries.push(ctl);
+            batch.answer_entries.push(ans);
+            if let Some(vs) = variants {
+                let start = seq.range(Part::Answer).start;
+                let per: Vec<Vec<usize>> = vs[i]
+                    .iter()
+                    .zip(&served[i])
+                    .map(|(v, &r)| v.iter().enumerate().map(|(k, &tok)| entry(r, start + k, tok)).collect())
+                    .collect();
+                batch.variant_entries.as_mut().expect("variants given").push(per);
+            }
+        }
+        batch
+    }
+
+    /// One forward: the embedding at each row's position is `onehot[example] · E[C]`.
+    pub fn forward(&self, model: &dyn CausalLm, candidates: &[u32], onehot: Tensor<2>, opts: &GradOptions) -> Forward {
+        let (b, s, n_c) = (self.b, self.s, candidates.len());
+        let n = self.rows.len();
+        let h = model.config().hidden_size;
+        let device = model.device();
+        let int1 = |v: Vec<i64>, len: usize| Tensor::<1, Int>::from_data(TensorData::new(v, [len]), device);
+        let e_c = model.embedding_matrix().select(0, int1(candidates.iter().map(|&t| t as i64).collect(), n_c));
+        let per_row = onehot.select(0, int1(self.row_example.clone(), b));
+        let replaced = per_row.matmul(e_c).reshape([b, 1, h]);
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(self.padded.clone(), [b, s]), device);
+        let base = model.embed(ids);
+        // Blend rather than scatter: positions differ per row, and a product with a constant
+        // 0/1 mask is cheap and differentiable on every backend.
+        let at = Tensor::<3>::from_data(TensorData::new(self.at.clone(), [b, s, 1]), device);
+        let keep = at.clone().neg() + 1.0;
+        let embeds = base * keep + at * replaced;
+        let all_valid = self.valid.iter().all(|r| r.iter().all(|&v| v));
+        let valid = (!all_valid).then_some(&self.valid[..]);
+        let hidden = model.forward_hidden(embeds, valid, &mut KvCache::uncached(b));
+        // Only the rows the loss reads go through the output head.
+        let picked = hidden.reshape([b * s, h]).select(0, int1(self.rows.clone(), n));
+        let logits = model.lm_head(picked.reshape([1, n, h])).reshape([n, model.config().vocab_size]);
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(self.targets.clone(), [n, 1]), device);
+        let nll_plain = log_softmax(logits.clone(), 1).gather(1, targets.clone()).neg().reshape([n, 1]);
+        let nll_tau = log_softmax(logits.clone() / opts.answer_temperature, 1).gather(1, targets).neg().reshape([n, 1]);
+        let loss_control = self.mean_over(&self.control_entries, device).matmul(nll_plain).reshape([self.e]);
+        let loss_answer = match &self.variant_entries {
+            None => self.mean_over(&self.answer_entries, device).matmul(nll_tau).reshape([self.e]),
+            Some(v) => self.variant_loss(v, nll_tau, device),
+        };
+        let loss_total = loss_answer.clone() + loss_control.clone() * opts.control_weight;
+        Forward { logits, loss_answer, loss_control, loss_total }
+    }
+
+    /// `[e, n]` weights averaging each example's `entries`.
+    fn mean_over(&self, entries: &[Vec<usize>], device: &burn::tensor::Device) -> Tensor<2> {
+        let n = self.rows.len();
+        let mut w = vec![0.0f32; self.e * n];
+        for (i, ks) in entries.iter().enumerate() {
+            for &k in ks {
+                w[i * n + k] = 1.0 / ks.len() as f32;
+            }
+        }
+        Tensor::<2>::from_data(TensorData::new(w, [self.e, n]), device)
+    }
+
+    /// −log Σ_v exp(log p_τ(v)) per example, with log p_τ(v) the sum over the variant's tokens;
+    /// shifted by each example's largest log-probability (a constant, so the gradient is exact).
+    fn variant_loss(&self, v: &[Vec<Vec<usize>>], nll_tau: Tensor<2>, device: &burn::tensor::Device) -> Tensor<1> {
+        let n = self.rows.len();
+        let p: usize = v.iter().map(Vec::len).sum();
+        let (mut w_sum, mut w_ex) = (vec![0.0f32; p * n], vec![0.0f32; self.e * p]);
+        let mut k = 0;
+        for (i, variants) in v.iter().enumerate() {
+            for entries in variants {
+                entries.iter().for_each(|&j| w_sum[k * n + j] = 1.0);
+                w_ex[i * p + k] = 1.0;
+                k += 1;
+            }
+        }
+        let w_sum = Tensor::<2>::from_data(TensorData::new(w_sum, [p, n]), device);
+        let log_p = w_sum.matmul(nll_tau).neg(); // [p, 1]
+        let values = download(log_p.clone().detach().reshape([p]));
+        let mut shift = vec![0.0f32; self.e];
+        let mut shift_p = Vec::with_capacity(p);
+        let mut k = 0;
+        for (i, variants) in v.iter().enumerate() {
+            shift[i] = values[k..k + variants.len()].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            shift_p.extend(std::iter::repeat_n(shift[i], variants.len()));
+            k += variants.len();
+        }
+        let shift_p = Tensor::<2>::from_data(TensorData::new(shift_p, [p, 1]), device);
+        let shift = Tensor::<2>::from_data(TensorData::new(shift, [self.e, 1]), device);
+        let w_ex = Tensor::<2>::from_data(TensorData::new(w_ex, [self.e, p]), device);
+        let summed = w_ex.matmul((log_p - shift_p).exp());
+        (summed.log() + shift).neg().reshape([self.e])
+    }
+}
+
+impl Forward {
+    /// Loss values and mistake flags on the host.
+    pub fn read(self, batch: &Batch) -> Losses {
+        let argmax: Vec<i64> = self.logits.argmax(1).try_into_vec_as::<i64>().expect("reading argmax");
+        let wrong = |entries: &[usize]| entries.iter().any(|&k| argmax[k] != batch.targets[k]);
+        let mistake: Vec<bool> = batch.answer_entries.iter().map(|a| wrong(a)).collect();
+        let mistake_variants = match &batch.variant_entries {
+            None => mistake.clone(),
+            Some(v) => v.iter().map(|variants| variants.iter().all(|entries| wrong(entries))).collect(),
+        };
+        Losses {
+            answer: download(self.loss_answer.detach()),
+            control: download(self.loss_control.detach()),
+            total: download(self.loss_total.detach()),
+            mistake,
+            mistake_variants,
+        }
+    }
+}
+
+/// Check one example and return the index of its current token among the candidates.
+fn check_example(i: usize, ex: &GradExample<'_>, candidates: &[u32]) -> Result<usize, GradError> {
+    let seq = ex.seq;
+    let control = seq.range(Part::Control);
+    let answer = seq.range(Part::Answer);
+    if ex.position >= control.len() {
+        let reason = format!("prompt position {} outside a prompt of {} tokens", ex.position, control.len());
+        return Err(GradError::BadExample { example: i, reason });
+    }
+    if answer.is_empty() || control.start == 0 {
+        let reason = "empty answer, or a prompt at the very start".to_string();
+        return Err(GradError::BadExample { example: i, reason });
+    }
+    let token = seq.ids[control.start + ex.position];
+    candidates.iter().position(|&t| t == token).ok_or(GradError::CurrentNotCandidate {
+        example: i,
+        position: ex.position,
+        token,
+    })
+}

@@ -1,0 +1,119 @@
+//! The answer loss over answer variants, on a tiny random model: it is −log Σ_v p_τ(v), its
+//! gradient is exact, it reduces to the official loss for one single-token variant, and the
+//! variant mistake flag accepts a variant the model prefers.
+
+use greater_grad::{
+    GradExample, GradOptions, TrainSequence, losses_at_with_variants, token_gradients, token_gradients_with_variants,
+};
+use greater_models::arch::AnyModel;
+use greater_models::config::{Family, ModelConfig};
+use greater_models::loading::memory::MemoryWeights;
+
+fn tiny() -> AnyModel {
+    let config = ModelConfig::tiny(Family::Llama);
+    let weights = MemoryWeights::random(&AnyModel::expected_tensors(&config), 3, 0.4, false);
+    AnyModel::load(&config, &weights, &greater_models::default_device()).unwrap()
+}
+
+fn seq(answer: &[u32]) -> TrainSequence {
+    TrainSequence::join([&[1, 2, 3], &[10, 11, 12, 13], &[7, 8], &[20, 21, 22], &[30, 31], answer])
+}
+
+const CANDIDATES: [u32; 4] = [12, 5, 50, 33];
+
+fn official(model: &AnyModel, answer: &[u32], opts: &GradOptions) -> f32 {
+    let s = seq(answer);
+    token_gradients(model, &[GradExample { seq: &s, position: 2 }], &CANDIDATES, opts).unwrap().examples[0].loss_answer
+}
+
+#[test]
+fn one_single_token_variant_is_the_official_loss() {
+    let model = tiny();
+    let opts = GradOptions::default();
+    let s = seq(&[40]);
+    let ex = [GradExample { seq: &s, position: 2 }];
+    let a = token_gradients(&model, &ex, &CANDIDATES, &opts).unwrap();
+    let b = token_gradients_with_variants(&model, &ex, &[vec![vec![40]]], &CANDIDATES, &opts).unwrap();
+    assert!((a.examples[0].loss_total - b.examples[0].loss_total).abs() < 1e-5);
+    for (x, y) in a.grad_sum.iter().zip(&b.grad_sum) {
+        assert!((x - y).abs() < 1e-4 * x.abs().max(1.0), "{:?} vs {:?}", a.grad_sum, b.grad_sum);
+    }
+}
+
+#[test]
+fn variant_loss_is_minus_log_sum_of_variant_probabilities() {
+    let model = tiny();
+    let opts = GradOptions::default();
+    let variants = vec![vec![40], vec![41, 42], vec![43], vec![41, 44, 45]];
+    // Each variant alone: the official loss is the mean over its tokens, so the sum is mean · len.
+    let log_p: Vec<f64> = variants.iter().map(|v| -(official(&model, v, &opts) as f64) * v.len() as f64).collect();
+    let m = log_p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let want = -(m + log_p.iter().map(|l| (l - m).exp()).sum::<f64>().ln());
+    let s = seq(&variants[0]);
+    let ex = [GradExample { seq: &s, position: 2 }];
+    let got = token_gradients_with_variants(&model, &ex, &[variants.clone()], &CANDIDATES, &opts).unwrap();
+    let got = got.examples[0].loss_answer as f64;
+    assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "{got} vs {want}");
+    // More accepted spellings never make the loss larger.
+    assert!(got <= official(&model, &variants[0], &opts) as f64 + 1e-5);
+}
+
+#[test]
+fn variant_gradient_matches_finite_differences() {
+    let model = tiny();
+    let opts = GradOptions::default();
+    let variants = vec![vec![vec![40], vec![41, 42]], vec![vec![44, 45], vec![46]]];
+    let (a, b) = (seq(&[40]), seq(&[44, 45]));
+    let ex = [GradExample { seq: &a, position: 1 }, GradExample { seq: &b, position: 3 }];
+    let out = token_gradients_with_variants(&model, &ex, &variants, &CANDIDATES[..], &opts);
+    // Example 1's current token (13) must be a candidate.
+    assert!(out.is_err());
+    let cands = [11u32, 13, 5, 50];
+    let out = token_gradients_with_variants(&model, &ex, &variants, &cands, &opts).unwrap();
+    let base: Vec<Vec<f32>> = vec![vec![1.0, 0.0, 0.0, 0.0], vec![0.0, 1.0, 0.0, 0.0]];
+    let eps = 1e-2f32;
+    for e in 0..2 {
+        for c in 0..cands.len() {
+            let mut plus = base.clone();
+            let mut minus = base.clone();
+            plus[e][c] += eps;
+            minus[e][c] -= eps;
+            let total = |w: &[Vec<f32>]| -> f32 {
+                losses_at_with_variants(&model, &ex, &cands, w, Some(&variants), &opts)
+                    .unwrap()
+                    .iter()
+                    .map(|l| l.2)
+                    .sum()
+            };
+            let fd = (total(&plus) - total(&minus)) / (2.0 * eps);
+            let g = out.examples[e].grad_total[c];
+            assert!((fd - g).abs() <= 2e-2 * fd.abs().max(g.abs()).max(1.0), "example {e} candidate {c}: {fd} vs {g}");
+        }
+    }
+}
+
+#[test]
+fn a_preferred_variant_is_no_mistake() {
+    let model = tiny();
+    let opts = GradOptions::default();
+    // Find the model's argmax answer token after this context, then make the official target
+    // another token and offer the argmax as a variant.
+    let probe = seq(&[40]);
+    let ex = [GradExample { seq: &probe, position: 0 }];
+    let mut best = (f32::INFINITY, 0u32);
+    for t in 4..64u32 {
+        let l = token_gradients_with_variants(&model, &ex, &[vec![vec![t]]], &[10], &opts).unwrap();
+        if l.examples[0].loss_answer < best.0 {
+            best = (l.examples[0].loss_answer, t);
+        }
+    }
+    let preferred = best.1;
+    let other = if preferred == 40 { 41 } else { 40 };
+    let s = seq(&[other]);
+    let ex = [GradExample { seq: &s, position: 0 }];
+    let out = token_gradients_with_variants(&model, &ex, &[vec![vec![other], vec![preferred]]], &[10], &opts).unwrap();
+    let e = &out.examples[0];
+    assert!(e.mistake, "the official target is not the argmax");
+    assert!(!e.mistake_variants, "the preferred variant is the argmax");
+    assert!(e.loss_answer < official(&model, &[other], &opts));
+}
