@@ -33,7 +33,12 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        Self { max_reasoning_tokens: 512, max_answer_tokens: 16, batch_size: 8, placement: Placement::default() }
+        Self {
+            max_reasoning_tokens: 512,
+            max_answer_tokens: crate::answer_pass::MAX_ANSWER_TOKENS,
+            batch_size: 8,
+            placement: Placement::default(),
+        }
     }
 }
 

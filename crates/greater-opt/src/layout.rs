@@ -149,3 +149,22 @@ impl<'a> Layouter<'a> {
         Ok(Some(labels.iter().map(|l| tok.encode(l, false)).collect::<Result<_, _>>()?))
     }
 }
+
+/// The token ids of every answer variant of `example` (SPEC A6 spellings of its gold, see
+/// [`TaskSpec::answer_variants`]) as appended after the fed extractor: `official` first, then each
+/// distinct tokenisation.
+pub fn answer_variant_ids(
+    tok: &greater_models::tokenizer::Tokenizer,
+    spec: &TaskSpec,
+    example: &Example,
+    official: &[u32],
+) -> Result<Vec<Vec<u32>>, OptError> {
+    let mut ids: Vec<Vec<u32>> = vec![official.to_vec()];
+    for text in spec.answer_variants(example) {
+        let v = tok.encode(&text, false)?;
+        if !v.is_empty() && !ids.contains(&v) {
+            ids.push(v);
+        }
+    }
+    Ok(ids)
+}

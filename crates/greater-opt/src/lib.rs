@@ -7,6 +7,7 @@
 //!
 //! Progress goes through the [`Observer`] trait; this crate never prints.
 
+pub mod answer_pass;
 pub mod bench;
 pub mod error;
 pub mod eval;

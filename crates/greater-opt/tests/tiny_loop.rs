@@ -158,3 +158,23 @@ fn resumed_run_equals_uninterrupted_run() {
     assert_eq!(scores(&ea), scores(&eb));
     assert_eq!((a.control, a.best, a.top), (b.control, b.best, b.top));
 }
+
+#[test]
+fn graded_selection_with_variant_loss_reports_both_flags() {
+    use greater_opt::optimize::{AnswerTarget, SelectionMistake};
+    let loaded = tiny_loaded(Family::Llama, 11).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = OptimizeConfig {
+        answer_target: AnswerTarget::Variants,
+        selection_mistake: SelectionMistake::Graded,
+        ..config(2)
+    };
+    optimize(&loaded, &task(), &cfg, dir.path(), false);
+    for e in events(dir.path()) {
+        for s in &e.selection {
+            let graded = s.graded_mistake_rate.expect("graded rate reported");
+            assert!(s.teacher_forced_mistake_rate.is_some());
+            assert_eq!(s.mistake_rate, graded, "the graded flag is the one scored");
+        }
+    }
+}

@@ -64,6 +64,34 @@ pub struct OptimizeConfig {
     pub final_eval: bool,
     /// Cap on dev and test examples at the end (0: all).
     pub eval_limit: usize,
+    /// The gradient's answer target: the official single tokenisation, or every accepted spelling.
+    pub answer_target: AnswerTarget,
+    /// The mistake flag of the selection score: teacher-forced (official) or the graded answer.
+    pub selection_mistake: SelectionMistake,
+}
+
+/// What the gradient's answer loss rewards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerTarget {
+    /// The paper's target: the extractor's trailing space + the gold label, one tokenisation.
+    #[default]
+    Official,
+    /// −log Σ p(v) over the spellings the evaluation grades as the gold (with or without the
+    /// leading space, case variants, `(A)` for `A`).
+    Variants,
+}
+
+/// Which mistake flag the selection score counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectionMistake {
+    /// The paper's flag: some official answer token is not the argmax, teacher-forced.
+    #[default]
+    TeacherForced,
+    /// The evaluation's verdict: the greedy answer after the extractor does not grade as the gold.
+    /// Both flags are then reported per candidate.
+    Graded,
 }
 
 impl Default for OptimizeConfig {
@@ -97,6 +125,8 @@ impl Default for OptimizeConfig {
             grad_batch_size: 4,
             final_eval: true,
             eval_limit: 0,
+            answer_target: AnswerTarget::Official,
+            selection_mistake: SelectionMistake::TeacherForced,
         }
     }
 }

@@ -61,6 +61,15 @@ pub struct CandidateScore {
     pub mistake_rate: f32,
     /// Mean prompt NLL of the candidate prompt.
     pub prompt_nll: f32,
+    /// Teacher-forced mistake rate, when measured (always, unless the graded flag alone was).
+    #[serde(default)]
+    pub teacher_forced_mistake_rate: Option<f32>,
+    /// Graded mistake rate (the evaluation's verdict), when `selection_mistake = "graded"`.
+    #[serde(default)]
+    pub graded_mistake_rate: Option<f32>,
+    /// Examples whose teacher-forced and graded flags disagree, when both are measured.
+    #[serde(default)]
+    pub flag_disagreements: Option<usize>,
 }
 
 /// One line of `events.jsonl`.

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use greater_models::model::LoadedModel;
 use greater_tasks::{Example, Task};
 
-pub use config::OptimizeConfig;
+pub use config::{AnswerTarget, OptimizeConfig, SelectionMistake};
 pub use event::{CandidateScore, PhaseSeconds, StepEvent};
 pub use state::{RunState, ScoredPrompt};
 
@@ -55,6 +55,8 @@ pub struct Prepared {
     pub layouts: Vec<ExampleLayout>,
     /// The initial prompt as ids.
     pub initial: Vec<u32>,
+    /// Per example, the token ids of every answer variant (the official target first).
+    pub variants: Vec<Vec<Vec<u32>>>,
 }
 
 impl Run<'_> {
@@ -86,7 +88,13 @@ impl Run<'_> {
             }
             layouts.push(layout);
         }
-        Ok(Prepared { examples, layouts, initial: initial.expect("at least one example") })
+        let tok = &self.loaded.tokenizer;
+        let variants = examples
+            .iter()
+            .zip(&layouts)
+            .map(|(ex, l)| crate::layout::answer_variant_ids(tok, &self.task.spec, ex, &l.answer))
+            .collect::<Result<_, _>>()?;
+        Ok(Prepared { examples, layouts, initial: initial.expect("at least one example"), variants })
     }
 
     /// Run (or resume) the loop until the configured steps are done. Writes `config.toml`,

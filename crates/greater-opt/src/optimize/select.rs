@@ -3,10 +3,12 @@
 
 use greater_grad::{GradOptions, TrainSequence, score_sequences};
 
+use super::config::SelectionMistake;
 use super::decide::{Offer, WinnerChoice, dot_rule_applies};
 use super::event::CandidateScore;
 use super::step::StepContext;
 use crate::OptError;
+use crate::answer_pass::answer_pass;
 
 /// The outcome of selection.
 #[derive(Debug, Clone)]
@@ -59,16 +61,40 @@ pub(super) fn select(ctx: &StepContext<'_>, top: &[u32], reasoning: &[Vec<u32>])
     Ok(Selection { scored, winner, winner_reasoning, generated })
 }
 
-/// The selection score of prompt `cand` with its reasoning `r`, teacher-forced over the whole
-/// sequence (token and text are filled in by the caller).
+/// The selection score of prompt `cand` with its reasoning `r` (token and text are filled in by
+/// the caller): teacher-forced over the whole sequence, or from the graded answer pass.
 fn score_candidate(ctx: &StepContext<'_>, cand: &[u32], r: &[Vec<u32>]) -> Result<CandidateScore, OptError> {
     let cfg = ctx.cfg();
     let n = ctx.n() as f32;
-    let seqs: Vec<TrainSequence> = ctx.prep.layouts.iter().zip(r).map(|(l, r)| l.sequence(cand, r)).collect();
-    let gopts = GradOptions { answer_temperature: cfg.answer_temperature, control_weight: cfg.control_weight };
-    let s = score_sequences(&ctx.run.loaded.model, &seqs, &gopts, cfg.grad_batch_size)?;
-    let mistake_rate = s.iter().filter(|x| x.mistake).count() as f32 / n;
-    let prompt_nll = s.iter().map(|x| x.loss_control).sum::<f32>() / n;
+    let model = &ctx.run.loaded.model;
+    let rate = |flags: &mut dyn Iterator<Item = bool>| flags.filter(|&m| m).count() as f32 / n;
+    let (mistake_rate, prompt_nll, teacher_forced, graded, disagree) = match cfg.selection_mistake {
+        SelectionMistake::TeacherForced => {
+            let seqs: Vec<TrainSequence> = ctx.prep.layouts.iter().zip(r).map(|(l, r)| l.sequence(cand, r)).collect();
+            let gopts = GradOptions { answer_temperature: cfg.answer_temperature, control_weight: cfg.control_weight };
+            let s = score_sequences(model, &seqs, &gopts, cfg.grad_batch_size)?;
+            let tf = rate(&mut s.iter().map(|x| x.mistake));
+            (tf, s.iter().map(|x| x.loss_control).sum::<f32>() / n, Some(tf), None, None)
+        }
+        SelectionMistake::Graded => {
+            let (layouts, examples) = (&ctx.prep.layouts, &ctx.prep.examples);
+            let spec = &ctx.run.task.spec;
+            let out = answer_pass(model, ctx.tok(), spec, layouts, examples, cand, r, cfg.batch_size)?;
+            let graded = rate(&mut out.iter().map(|o| o.graded_mistake));
+            let tf = rate(&mut out.iter().map(|o| o.teacher_forced_mistake));
+            let disagree = out.iter().filter(|o| o.graded_mistake != o.teacher_forced_mistake).count();
+            (graded, out.iter().map(|o| o.prompt_nll).sum::<f32>() / n, Some(tf), Some(graded), Some(disagree))
+        }
+    };
     let score = mistake_rate + cfg.selection_nll_weight * prompt_nll;
-    Ok(CandidateScore { token: 0, text: String::new(), score, mistake_rate, prompt_nll })
+    Ok(CandidateScore {
+        token: 0,
+        text: String::new(),
+        score,
+        mistake_rate,
+        prompt_nll,
+        teacher_forced_mistake_rate: teacher_forced,
+        graded_mistake_rate: graded,
+        flag_disagreements: disagree,
+    })
 }

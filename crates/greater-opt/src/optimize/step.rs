@@ -2,10 +2,10 @@
 
 use std::time::Instant;
 
-use greater_grad::{GradExample, GradOptions, TrainSequence, token_gradients};
+use greater_grad::{GradExample, GradOptions, TrainSequence, token_gradients, token_gradients_with_variants};
 use greater_models::tokenizer::Tokenizer;
 
-use super::config::OptimizeConfig;
+use super::config::{AnswerTarget, OptimizeConfig};
 use super::decide::{Advance, AfterStep, advance, after_step, top_mu};
 use super::event::{PhaseSeconds, StepEvent};
 use super::proposal::{position_logits, propose};
@@ -165,9 +165,17 @@ fn gradients(ctx: &StepContext<'_>, reasoning: &[Vec<u32>], candidates: &[u32]) 
     let gopts = GradOptions { answer_temperature: cfg.answer_temperature, control_weight: cfg.control_weight };
     let mut out = Gradients { grad: vec![0.0; candidates.len()], mistakes: 0, loss: 0.0 };
     ctx.run.observer.phase("gradient", ctx.n());
-    for chunk in seqs.chunks(cfg.grad_batch_size) {
+    let model = &ctx.run.loaded.model;
+    for (k, chunk) in seqs.chunks(cfg.grad_batch_size).enumerate() {
         let exs: Vec<GradExample<'_>> = chunk.iter().map(|s| GradExample { seq: s, position: ctx.pos }).collect();
-        let g = token_gradients(&ctx.run.loaded.model, &exs, candidates, &gopts)?;
+        let g = match cfg.answer_target {
+            AnswerTarget::Official => token_gradients(model, &exs, candidates, &gopts)?,
+            AnswerTarget::Variants => {
+                let at = k * cfg.grad_batch_size;
+                let variants = &ctx.prep.variants[at..at + chunk.len()];
+                token_gradients_with_variants(model, &exs, variants, candidates, &gopts)?
+            }
+        };
         out.grad.iter_mut().zip(&g.grad_sum).for_each(|(s, x)| *s += x);
         out.mistakes += g.examples.iter().filter(|e| e.mistake).count();
         out.loss += g.examples.iter().map(|e| e.loss_total).sum::<f32>();
