@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod error;
 pub mod eval;
+pub mod faults;
 pub mod finish;
 pub mod layout;
 pub mod observer;
