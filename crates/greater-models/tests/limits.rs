@@ -203,3 +203,48 @@ fn hostile_templates_stop_with_an_error() {
     let messages: Vec<ChatMessage> = (0..2000).map(|i| ChatMessage::user(format!("message {i}"))).collect();
     assert!(t.render(&messages, true).unwrap().contains("message 1999"));
 }
+
+#[test]
+fn a_config_claiming_four_billion_layers_is_refused_before_allocating() {
+    // Found by `cargo xtask fuzz --target config`: `num_hidden_layers: 4294967296` made the
+    // per-layer attention table allocate 64 GiB before validation.
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "model_type": "llama", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 4_294_967_296u64, "num_attention_heads": 4, "num_key_value_heads": 2,
+    });
+    let path = write(dir.path(), "config.json", config.to_string().as_bytes());
+    let (r, peak) = peak_of(|| greater_models::ModelConfig::from_hf_config(&path));
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("config.json") && err.contains("num_hidden_layers") && err.contains("limit"), "{err}");
+    assert!(peak < 1 << 20, "allocated {peak} bytes");
+    // The same claim in GGUF metadata names the GGUF key.
+    let mut meta = greater_models::loading::Metadata::new("claims.gguf");
+    use greater_models::loading::MetaValue;
+    meta.insert("general.architecture".into(), MetaValue::String("llama".into()));
+    for (k, v) in [("block_count", 1u64 << 32), ("embedding_length", 32), ("feed_forward_length", 64)] {
+        meta.insert(format!("llama.{k}"), MetaValue::U64(v));
+    }
+    meta.insert("llama.attention.head_count".into(), MetaValue::U32(4));
+    meta.insert("llama.context_length".into(), MetaValue::U32(64));
+    meta.insert("llama.attention.layer_norm_rms_epsilon".into(), MetaValue::F32(1e-5));
+    meta.insert("llama.vocab_size".into(), MetaValue::U32(64));
+    let (r, peak) = peak_of(|| greater_models::ModelConfig::from_gguf(&meta, false));
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("claims.gguf") && err.contains("llama.block_count"), "{err}");
+    assert!(peak < 1 << 20, "allocated {peak} bytes");
+}
+
+#[test]
+fn a_subword_prefix_longer_than_a_merge_is_an_error_not_a_panic() {
+    // Found by `cargo xtask fuzz --target tokenizer`: tokenizers 0.23 slices the
+    // `continuing_subword_prefix` off each merge's second token unchecked (an index panic).
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"{"model": {"type": "BPE", "continuing_subword_prefix": "xxxxxxxx", "vocab": {"a": 0, "b": 1, "ab": 2},
+                   "merges": [["a", "b"]]}}"#;
+    let path = write(dir.path(), "tokenizer.json", text.as_bytes());
+    let err = std::panic::catch_unwind(|| Tokenizer::from_file(&path, None)).expect("no panic").unwrap_err();
+    let err = err.to_string();
+    assert!(err.contains("tokenizer.json") && err.contains("model.merges[0]"), "{err}");
+}

@@ -7,7 +7,7 @@
 //! fails with the chosen [`Fault`]; [`count`] only counts. Other threads are never affected.
 
 use std::cell::RefCell;
-use std::io::{Error, ErrorKind, Write};
+use std::io::{Error, Write};
 use std::path::Path;
 
 /// What an injected failure looks like to the code that writes.

@@ -87,6 +87,8 @@ fn check_sizes(path: &Path, text: &str) -> Result<(), LoadError> {
         vocab: Count,
         #[serde(default)]
         merges: Count,
+        #[serde(default)]
+        continuing_subword_prefix: Option<String>,
     }
     // Malformed JSON is refused here: `tokenizers` panics on some syntax errors (inside a
     // `decoder`) instead of returning them. A well-formed file of the wrong shape is left to it.
@@ -98,12 +100,51 @@ fn check_sizes(path: &Path, text: &str) -> Result<(), LoadError> {
         }
         _ => return Ok(()),
     };
+    if let Some(prefix) = model.continuing_subword_prefix.filter(|p| !p.is_empty()) {
+        check_merge_prefixes(path, text, &prefix)?;
+    }
     for (field, n, limit) in
         [("model.vocab", model.vocab.0, super::MAX_VOCAB), ("model.merges", model.merges.0, super::MAX_MERGES)]
     {
         if n > limit {
             let reason = format!("has {n} entries, over the limit of {limit}");
             return Err(LoadError::BadField { path: path.into(), field: field.into(), reason });
+        }
+    }
+    Ok(())
+}
+
+/// With a `continuing_subword_prefix`, `tokenizers` slices the prefix off the second token of
+/// every merge without checking that it is there (a panic, or a string cut inside a character);
+/// so each second token must start with the prefix.
+fn check_merge_prefixes(path: &Path, text: &str, prefix: &str) -> Result<(), LoadError> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Merge {
+        Pair(serde::de::IgnoredAny, String),
+        Text(String),
+    }
+    #[derive(serde::Deserialize)]
+    struct Merges {
+        #[serde(default)]
+        merges: Vec<Merge>,
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        model: Merges,
+    }
+    let Ok(file) = serde_json::from_str::<File>(text) else { return Ok(()) };
+    for (i, merge) in file.model.merges.iter().enumerate() {
+        let second = match merge {
+            Merge::Pair(_, b) => b.as_str(),
+            Merge::Text(t) => t.split_once(' ').map_or("", |(_, b)| b),
+        };
+        if !second.starts_with(prefix) {
+            return Err(LoadError::BadField {
+                path: path.into(),
+                field: format!("model.merges[{i}]"),
+                reason: format!("`{second}` does not start with the continuing_subword_prefix `{prefix}`"),
+            });
         }
     }
     Ok(())
