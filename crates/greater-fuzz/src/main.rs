@@ -22,6 +22,7 @@ OPTIONS:
   --alloc-cap-mb M  live memory one input may add, MiB (default 1024); more aborts the run
   --time-limit-s S  longest time one input may take (default 5); longer is a hang
   --show-errors N    print why each of the first N inputs was rejected
+  --replay FILE     run one saved input through the (single) --target and say what happened
   --list            list the targets and exit
 
 A panic is saved to <work>/crashes/<target>-<hash>.bin and makes the exit status 1. A hang or
@@ -31,6 +32,7 @@ in <work>/<target>/.";
 fn main() -> Result<()> {
     let mut opts = Options::default();
     let mut names: Vec<String> = Vec::new();
+    let mut replay: Option<std::path::PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |what: &str| args.next().with_context(|| format!("{arg} needs {what}"));
@@ -40,6 +42,7 @@ fn main() -> Result<()> {
             "--seed" => opts.seed = value("a number")?.parse().context("--seed")?,
             "--work" => opts.work = value("a folder")?.into(),
             "--no-real-seeds" => opts.real_seeds = false,
+            "--replay" => replay = Some(value("a file")?.into()),
             "--show-errors" => opts.show_errors = value("a number")?.parse().context("--show-errors")?,
             "--alloc-cap-mb" => opts.alloc_cap = value("MiB")?.parse::<usize>().context("--alloc-cap-mb")? << 20,
             "--time-limit-s" => {
@@ -69,6 +72,13 @@ fn main() -> Result<()> {
             })
             .collect::<Result<_>>()?
     };
+    if let Some(file) = replay {
+        let [t] = targets[..] else { bail!("--replay needs exactly one --target") };
+        let input = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        let (result, took) = greater_fuzz::driver::replay(t, &opts, &input)?;
+        println!("{}: {result:?} in {:.1} ms", t.name, took.as_secs_f64() * 1e3);
+        return Ok(());
+    }
     println!("work folder: {}", opts.work.display());
     println!(
         "{:<12} {:>9} {:>9} {:>9} {:>7} {:>6} {:>10} {:>10} {:>8}",
