@@ -248,3 +248,15 @@ fn a_subword_prefix_longer_than_a_merge_is_an_error_not_a_panic() {
     let err = err.to_string();
     assert!(err.contains("tokenizer.json") && err.contains("model.merges[0]"), "{err}");
 }
+
+#[test]
+fn a_merge_longer_than_every_token_is_an_error_not_a_panic() {
+    // Found by the long fuzz run (`--target tokenizer`, input 46 835): a merge whose result is
+    // missing from the vocabulary and longer than every entry overflows tokenizers' copy buffer.
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"{"model": {"type": "BPE", "vocab": {"a": 1, "b": 2, "Ġ": 3, "Ġa": 5}, "merges": [["Ġ", "a"], ["Ġa", "b"]]}}"#;
+    let path = write(dir.path(), "tokenizer.json", text.as_bytes());
+    let err = std::panic::catch_unwind(|| Tokenizer::from_file(&path, None)).expect("no panic").unwrap_err();
+    let err = err.to_string();
+    assert!(err.contains("tokenizer.json") && err.contains("model.merges[1]") && err.contains("Ġab"), "{err}");
+}

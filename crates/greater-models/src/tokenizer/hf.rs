@@ -87,8 +87,6 @@ fn check_sizes(path: &Path, text: &str) -> Result<(), LoadError> {
         vocab: Count,
         #[serde(default)]
         merges: Count,
-        #[serde(default)]
-        continuing_subword_prefix: Option<String>,
     }
     // Malformed JSON is refused here: `tokenizers` panics on some syntax errors (inside a
     // `decoder`) instead of returning them. A well-formed file of the wrong shape is left to it.
@@ -100,9 +98,6 @@ fn check_sizes(path: &Path, text: &str) -> Result<(), LoadError> {
         }
         _ => return Ok(()),
     };
-    if let Some(prefix) = model.continuing_subword_prefix.filter(|p| !p.is_empty()) {
-        check_merge_prefixes(path, text, &prefix)?;
-    }
     for (field, n, limit) in
         [("model.vocab", model.vocab.0, super::MAX_VOCAB), ("model.merges", model.merges.0, super::MAX_MERGES)]
     {
@@ -111,40 +106,52 @@ fn check_sizes(path: &Path, text: &str) -> Result<(), LoadError> {
             return Err(LoadError::BadField { path: path.into(), field: field.into(), reason });
         }
     }
+    // Within the limits, the merges may be read in full.
+    if model.merges.0 > 0 {
+        check_merges(path, text)?;
+    }
     Ok(())
 }
 
-/// With a `continuing_subword_prefix`, `tokenizers` slices the prefix off the second token of
-/// every merge without checking that it is there (a panic, or a string cut inside a character);
-/// so each second token must start with the prefix.
-fn check_merge_prefixes(path: &Path, text: &str, prefix: &str) -> Result<(), LoadError> {
+/// `tokenizers` builds BPE merges unchecked in two ways that panic on a hostile file: it slices
+/// the `continuing_subword_prefix` off each merge's second token without checking that it is
+/// there, and it copies each merged token into a buffer as long as the longest vocabulary entry.
+/// So here every merge's second token must start with the prefix, and every merge's result must
+/// be in the vocabulary (which `tokenizers` would require anyway, after the copy).
+fn check_merges(path: &Path, text: &str) -> Result<(), LoadError> {
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
     enum Merge {
-        Pair(serde::de::IgnoredAny, String),
+        Pair(String, String),
         Text(String),
     }
     #[derive(serde::Deserialize)]
-    struct Merges {
+    struct Bpe {
         #[serde(default)]
         merges: Vec<Merge>,
+        vocab: std::collections::HashMap<String, serde::de::IgnoredAny>,
+        #[serde(default)]
+        continuing_subword_prefix: Option<String>,
     }
     #[derive(serde::Deserialize)]
     struct File {
-        model: Merges,
+        model: Bpe,
     }
-    let Ok(file) = serde_json::from_str::<File>(text) else { return Ok(()) };
-    for (i, merge) in file.model.merges.iter().enumerate() {
-        let second = match merge {
-            Merge::Pair(_, b) => b.as_str(),
-            Merge::Text(t) => t.split_once(' ').map_or("", |(_, b)| b),
+    let Ok(File { model }) = serde_json::from_str::<File>(text) else { return Ok(()) };
+    let prefix = model.continuing_subword_prefix.unwrap_or_default();
+    for (i, merge) in model.merges.iter().enumerate() {
+        let (first, second) = match merge {
+            Merge::Pair(a, b) => (a.as_str(), b.as_str()),
+            Merge::Text(t) => t.split_once(' ').unwrap_or((t, "")),
         };
-        if !second.starts_with(prefix) {
-            return Err(LoadError::BadField {
-                path: path.into(),
-                field: format!("model.merges[{i}]"),
-                reason: format!("`{second}` does not start with the continuing_subword_prefix `{prefix}`"),
-            });
+        let bad =
+            |reason: String| LoadError::BadField { path: path.into(), field: format!("model.merges[{i}]"), reason };
+        let Some(rest) = second.strip_prefix(prefix.as_str()) else {
+            return Err(bad(format!("`{second}` does not start with the continuing_subword_prefix `{prefix}`")));
+        };
+        let merged = format!("{first}{rest}");
+        if !model.vocab.contains_key(&merged) {
+            return Err(bad(format!("merges `{first}` and `{second}` into `{merged}`, which is not in model.vocab")));
         }
     }
     Ok(())
