@@ -6,6 +6,7 @@
 //! - `tidy`: file-length and crate-layering checks (also run as a test).
 //! - `fetch-data [--from DIR]`: put the BBH/GSM8K/FOLIO data where `GREATER_DATA` points.
 //! - `bench models|grad|bbh|compare [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
+//! - `fuzz [--target T] [--inputs N] [ARGS]`: the stable-Rust fuzz driver (`greater-fuzz`) over every parser.
 
 mod tidy;
 
@@ -32,6 +33,7 @@ fn main() -> Result<()> {
         "fetch-data" => fetch_data(rest),
         "bench" => bench(rest),
         "check-gpu" => check_gpu(),
+        "fuzz" => fuzz(rest),
         _ => {
             println!("{}", HELP);
             Ok(())
@@ -48,6 +50,11 @@ usage: cargo xtask <command>
   fetch-data [--from D]  copy the datasets (bbh/, gsm8k/, folio/) from D into $GREATER_DATA
                          (default D: ../shared/datasets)
   check-gpu              `cargo check` the cuda and wgpu builds (no GPU needed)
+  fuzz [--target T] [--inputs N] [--seed S]
+                         mutated and generated inputs to every parser (GGUF, dequantisers,
+                         safetensors, config.json, tokenizer.json, chat templates, task files,
+                         tasks.toml); fails on a panic, a hang (> 5 s) or an allocation over the
+                         cap. `cargo xtask fuzz --help` lists every flag, `--list` the targets
   bench models           prefill/decode throughput, GEMM GFLOP/s and copy bandwidth
   bench grad             forward+backward time of the token gradient
   bench bbh [FLAGS]      optimize + eval per task, one table (see `greater bench bbh --help`)
@@ -136,6 +143,16 @@ fn bench(args: &[String]) -> Result<()> {
     let out = root().join("target/bench");
     std::fs::create_dir_all(&out)?;
     run(Command::new(greater_bin()).arg("bench").args(args).arg("--out").arg(&out))
+}
+
+/// `greater-fuzz` with the given flags (release build; work folder `target/fuzz`).
+fn fuzz(args: &[String]) -> Result<()> {
+    let mut c = cargo();
+    c.args(["run", "--release", "-q", "-p", "greater-fuzz", "--"]);
+    if !args.iter().any(|a| a == "--work") {
+        c.arg("--work").arg(root().join("target/fuzz"));
+    }
+    run(c.args(args))
 }
 
 /// `cargo check` the GPU backends. cubecl's CUDA backend pulls an LLVM bundle whose build script

@@ -14,6 +14,8 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("greater-grad", &["greater-models"]),
     ("greater-opt", &["greater-models", "greater-grad", "greater-tasks"]),
     ("greater-cli", &["greater-models", "greater-grad", "greater-tasks", "greater-opt"]),
+    // The fuzz driver sits beside the CLI: it calls the parsers of the two bottom crates.
+    ("greater-fuzz", &["greater-models", "greater-tasks"]),
 ];
 
 /// Every problem found under `root`, as a sentence.

@@ -30,6 +30,16 @@ pub const GEMMA_FALLBACK_TEMPLATE: &str = "{{ bos_token }}{%- if messages[0]['ro
 /// ChatML (`<|im_start|>role\n…<|im_end|>\n`), the format of SmolLM2 and Qwen2 instruct models.
 pub const CHATML_FALLBACK_TEMPLATE: &str = "{%- for message in messages -%}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{%- endfor -%}{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}";
 
+/// Instructions one rendering may execute (minijinja fuel). The SmolLM2, Qwen2.5 and Gemma 3
+/// templates take about 32 per message (38–52 for one message, 475–648 for twenty), so this
+/// allows conversations of some 3 000 messages; a template that loops without end, or builds a
+/// string by repeated concatenation (quadratic copying), is stopped in well under a second.
+pub const TEMPLATE_FUEL: u64 = 100_000;
+
+/// Bytes one rendering may write. A prompt is a few KiB; a template that prints without end
+/// is stopped here instead of filling memory.
+pub const MAX_RENDERED_BYTES: usize = 8 << 20;
+
 /// Where a chat template came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TemplateSource {
@@ -196,7 +206,12 @@ impl ChatTemplate {
             path: self.origin.clone(),
             reason: format!("`{}`: rendering failed: {}", self.name, describe(&e)),
         };
-        self.env.get_template(&self.name).map_err(error)?.render(ctx).map_err(error)
+        let mut out = CappedOutput { bytes: Vec::new(), limit: MAX_RENDERED_BYTES };
+        self.env.get_template(&self.name).map_err(error)?.render_captured_to(ctx, &mut out).map_err(error)?;
+        String::from_utf8(out.bytes).map_err(|e| LoadError::Template {
+            path: self.origin.clone(),
+            reason: format!("`{}`: rendering produced invalid UTF-8: {e}", self.name),
+        })
     }
 
     /// Whether the template is the model's own or a built-in fallback.
@@ -215,9 +230,35 @@ impl ChatTemplate {
     }
 }
 
-/// A minijinja environment configured like transformers' template sandbox.
+/// A writer that refuses to grow past `limit` bytes.
+struct CappedOutput {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.limit {
+            return Err(std::io::Error::other(format!(
+                "the output exceeds {} MiB; the template does not terminate sensibly",
+                self.limit >> 20
+            )));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A minijinja environment configured like transformers' template sandbox, with limits: fuel
+/// ([`TEMPLATE_FUEL`]) and an output cap ([`MAX_RENDERED_BYTES`]). Strings built inside a
+/// template (`ns.s ~ ns.s` doubling in a loop) are not bounded by either; see the fuzzing notes.
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);

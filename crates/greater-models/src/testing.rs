@@ -4,6 +4,13 @@
 //! The tokenizer is byte-level BPE without merges: every byte is one token, so any text encodes,
 //! offsets are exact and every ASCII letter is its own token. ChatML control tokens and EOS follow
 //! the 256 byte tokens. The network is [`ModelConfig::tiny`] with seeded random weights.
+//!
+//! [`write_tiny_model`] writes a tiny model as a Hugging Face folder instead, for tests that go
+//! through files (the CLI, checkpoints under fault injection).
+
+mod folder;
+
+pub use folder::{tiny_vocab_size, write_tiny_model};
 
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;

@@ -11,6 +11,7 @@ pub mod answer_pass;
 pub mod bench;
 pub mod error;
 pub mod eval;
+pub mod faults;
 pub mod finish;
 pub mod layout;
 pub mod observer;

@@ -45,6 +45,18 @@ pub enum TaskError {
         /// The parser's error.
         source: serde_json::Error,
     },
+    /// A data file, or one line of it, is larger than the reader accepts; nothing was allocated for it.
+    #[error("{path}: {at} is longer than the {limit}-byte limit ({what}); the file is not a task file or is corrupt")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// `the file` or `line N`.
+        at: String,
+        /// The limit in bytes.
+        limit: u64,
+        /// Which limit (e.g. "MAX_LINE_BYTES").
+        what: &'static str,
+    },
     /// A row lacks a field (or the field has the wrong type).
     #[error("{path}: {at}: field `{field}` is missing or not {expected}")]
     Field {

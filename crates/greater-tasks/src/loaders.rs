@@ -27,21 +27,58 @@ pub(crate) struct Row {
     pub at: String,
 }
 
+/// The longest data file read (1 GiB); checked from the file's size before reading.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+/// The longest line of a data file (16 MiB): a BBH file is a few hundred KiB, a JSONL row a few KiB.
+pub const MAX_LINE_BYTES: u64 = 16 << 20;
+
 /// Reads a file of a built-in task under `root`; a missing file is a [`TaskError::MissingData`].
 pub(crate) fn read_data_file(root: &Path, relative: &Path) -> Result<(PathBuf, String), TaskError> {
     let path = root.join(relative);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok((path, text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    match read_limited(&path) {
+        Err(TaskError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             Err(TaskError::MissingData { root: root.to_owned(), missing: path })
         }
-        Err(source) => Err(TaskError::Io { path, source }),
+        Ok(text) => Ok((path, text)),
+        Err(e) => Err(e),
     }
 }
 
 /// Reads any file, e.g. a custom task's JSONL.
 pub(crate) fn read_file(path: &Path) -> Result<String, TaskError> {
-    std::fs::read_to_string(path).map_err(|source| TaskError::Io { path: path.to_owned(), source })
+    read_limited(path)
+}
+
+/// Reads `path` as UTF-8, refusing a file over [`MAX_FILE_BYTES`] (by its size, before reading)
+/// and a line over [`MAX_LINE_BYTES`] (while streaming, before the line is held), so a corrupt or
+/// hostile file is an error naming the file and line instead of an allocation of its size.
+fn read_limited(path: &Path) -> Result<String, TaskError> {
+    use std::io::{BufRead, Read};
+    let io = |source| TaskError::Io { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > MAX_FILE_BYTES {
+        let (at, limit, what) = ("the file".into(), MAX_FILE_BYTES, "MAX_FILE_BYTES");
+        return Err(TaskError::TooLarge { path: path.to_owned(), at, limit, what });
+    }
+    let mut reader = std::io::BufReader::new(file);
+    let mut text = Vec::with_capacity(size.min(MAX_LINE_BYTES) as usize);
+    for line in 1.. {
+        let start = text.len();
+        let n = (&mut reader).take(MAX_LINE_BYTES + 1).read_until(b'\n', &mut text).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        let body = text[start..].strip_suffix(b"\n").unwrap_or(&text[start..]).len() as u64;
+        if body > MAX_LINE_BYTES {
+            let (at, limit, what) = (format!("line {line}"), MAX_LINE_BYTES, "MAX_LINE_BYTES");
+            return Err(TaskError::TooLarge { path: path.to_owned(), at, limit, what });
+        }
+    }
+    String::from_utf8(text).map_err(|e| {
+        let line = e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        io(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {line} is not valid UTF-8")))
+    })
 }
 
 /// Parses a BBH file `{"examples": [{"input", "target"}, ..]}`.

@@ -184,6 +184,13 @@ impl TaskSpec {
     }
 }
 
+/// Parses and resolves a task-spec file with the layout of `tasks.toml`; returns the task names.
+/// The registry does this for the built-in file; this entry point lets tools (the fuzzer, a
+/// check of an edited copy) run the same checks on any text.
+pub fn check_spec_file(text: &str) -> Result<Vec<String>, TaskError> {
+    Ok(SpecFile::parse(text)?.resolve_all()?.into_keys().collect())
+}
+
 /// Per-kind defaults (`[kinds.*]` of `tasks.toml`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

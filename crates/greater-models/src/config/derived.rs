@@ -5,6 +5,45 @@ use std::path::Path;
 use super::{Dims, Family, LayerAttention, ModelConfig, RopeScaling, interleaved_layers};
 use crate::LoadError;
 
+/// Upper limits on the sizes a checkpoint may claim, checked as soon as they are read and
+/// before anything is allocated from them (per-layer tables, weights). Each is several times the
+/// largest released model's.
+pub const SIZE_LIMITS: [(&str, usize); 7] = [
+    ("vocab_size", 1 << 22),
+    ("hidden_size", 1 << 17),
+    ("intermediate_size", 1 << 20),
+    ("num_hidden_layers", 1024),
+    ("num_attention_heads", 1024),
+    ("num_key_value_heads", 1024),
+    ("head_dim", 4096),
+];
+
+impl Dims {
+    /// `self` when every size is within [`SIZE_LIMITS`]; else an error naming the file's field
+    /// (`key` turns a config name into the file's key, e.g. `llama.block_count` in a GGUF).
+    pub(crate) fn within_limits(self, path: &Path, key: impl Fn(&str) -> String) -> Result<Self, LoadError> {
+        let values = [
+            self.vocab_size,
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_hidden_layers,
+            self.num_attention_heads,
+            self.num_key_value_heads,
+            self.head_dim,
+        ];
+        for ((field, limit), value) in SIZE_LIMITS.into_iter().zip(values) {
+            if value > limit {
+                return Err(LoadError::BadField {
+                    path: path.to_path_buf(),
+                    field: key(field),
+                    reason: format!("{value} is over the limit of {limit}; the file is corrupt or not a model config"),
+                });
+            }
+        }
+        Ok(self)
+    }
+}
+
 impl ModelConfig {
     /// Checks every invariant the architectures rely on, so that `forward` never has to.
     ///

@@ -138,7 +138,7 @@ fn dims(meta: &Metadata, md: &ScopedMeta<'_>) -> Result<Dims, LoadError> {
             reason: "must be positive".into(),
         });
     }
-    Ok(Dims {
+    (Dims {
         vocab_size,
         hidden_size,
         intermediate_size: md.usize("feed_forward_length")?,
@@ -148,6 +148,16 @@ fn dims(meta: &Metadata, md: &ScopedMeta<'_>) -> Result<Dims, LoadError> {
         head_dim: md.usize_or("attention.key_length", hidden_size / num_attention_heads),
         max_position_embeddings: md.usize("context_length")?,
         rms_norm_eps: md.f32("attention.layer_norm_rms_epsilon")?,
+    })
+    .within_limits(meta.path(), |field| match field {
+        "vocab_size" => "tokenizer.ggml.tokens".into(),
+        "hidden_size" => md.key("embedding_length"),
+        "intermediate_size" => md.key("feed_forward_length"),
+        "num_hidden_layers" => md.key("block_count"),
+        "num_attention_heads" => md.key("attention.head_count"),
+        "num_key_value_heads" => md.key("attention.head_count_kv"),
+        "head_dim" => md.key("attention.key_length"),
+        other => md.key(other),
     })
 }
 

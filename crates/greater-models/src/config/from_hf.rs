@@ -318,7 +318,7 @@ impl<'a> Fields<'a> {
             }
             None => hidden_size / num_attention_heads,
         };
-        Ok(Dims {
+        (Dims {
             vocab_size: self.usize("vocab_size")?.unwrap_or(d.vocab_size),
             hidden_size,
             intermediate_size: self.usize("intermediate_size")?.unwrap_or(d.intermediate_size),
@@ -332,6 +332,7 @@ impl<'a> Fields<'a> {
             max_position_embeddings: self.usize("max_position_embeddings")?.unwrap_or(d.max_position_embeddings),
             rms_norm_eps: self.f32("rms_norm_eps")?.unwrap_or(RMS_NORM_EPS),
         })
+        .within_limits(self.path, |field| format!("{}{field}", self.prefix))
     }
 
     fn activation(&self, key: &str, default: &str) -> Result<super::Activation, LoadError> {

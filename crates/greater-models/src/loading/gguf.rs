@@ -36,6 +36,9 @@ pub const DEFAULT_ALIGNMENT: usize = 32;
 const MAX_DIMS: usize = 4;
 /// Arrays nested deeper than this are treated as corruption.
 const MAX_ARRAY_DEPTH: usize = 8;
+/// The longest metadata array accepted (2^22 entries; the largest real one, a vocabulary, has
+/// 262 144). Each entry takes 32 bytes in memory however few it takes in the file.
+pub const MAX_ARRAY_LEN: usize = 1 << 22;
 
 /// Where one tensor lives in a GGUF file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,6 +395,9 @@ impl<'a> Reader<'a> {
                 let elem_ty = self.u32(&what)?;
                 let n = self.u64(&what)?;
                 let n = self.count(n, min_value_size(elem_ty), &format!("{what}: array length"))?;
+                if n > MAX_ARRAY_LEN {
+                    return Err(self.err(format!("{what}: array of {n} entries, over the limit of {MAX_ARRAY_LEN}")));
+                }
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(self.value(elem_ty, key, depth + 1)?);

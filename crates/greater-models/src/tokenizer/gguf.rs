@@ -124,6 +124,16 @@ impl GgufVocab {
             return Err(bad_type(md, path, "tokenizer.ggml.model", "a string"));
         };
 
+        // Check the claimed sizes before anything is built from them.
+        for (field, limit) in
+            [("tokenizer.ggml.tokens", super::MAX_VOCAB), ("tokenizer.ggml.merges", super::MAX_MERGES)]
+        {
+            if let Some(n) = md.get(field).and_then(MetaValue::as_array).map(<[MetaValue]>::len)
+                && n > limit
+            {
+                return Err(bad_field(path, field, format!("has {n} entries, over the limit of {limit}")));
+            }
+        }
         let tokens: Vec<String> = md
             .get_str_array("tokenizer.ggml.tokens")
             .ok_or_else(|| bad_type(md, path, "tokenizer.ggml.tokens", "an array of strings"))?
@@ -245,7 +255,11 @@ fn byte_level_bpe(v: &GgufVocab, path: &Path) -> Result<tokenizers::Tokenizer, L
 /// SentencePiece-style BPE on scores (`tokenizer.ggml.model = llama`).
 fn sentencepiece_bpe(v: &GgufVocab, path: &Path) -> Result<tokenizers::Tokenizer, LoadError> {
     let scores = v.scores.as_deref().unwrap_or_default();
-    let merges = merges_from_scores(&v.tokens, scores);
+    let merges = merges_from_scores(&v.tokens, scores).ok_or_else(|| {
+        let limit = super::MAX_DERIVED_MERGES;
+        let reason = format!("its tokens split into more than {limit} token pairs; the vocabulary is not a real one");
+        bad_field(path, "tokenizer.ggml.tokens", reason)
+    })?;
     let mut builder = BPE::builder().vocab_and_merges(v.vocab(), merges).byte_fallback(true).fuse_unk(true);
     if let Some(unk) = v.special.unk {
         builder = builder.unk_token(v.tokens[unk as usize].clone());
@@ -276,7 +290,9 @@ fn sentencepiece_bpe(v: &GgufVocab, path: &Path) -> Result<tokenizers::Tokenizer
 /// SentencePiece merges as a ranked BPE merge list: every split of every token into two tokens,
 /// ranked by the score of the token it produces (highest first); splits of one token are ordered
 /// by the scores of their halves. Sorting is stable, so equal scores keep vocabulary order.
-pub(crate) fn merges_from_scores(tokens: &[String], scores: &[f32]) -> Vec<(String, String)> {
+/// `None` when there would be more than [`super::MAX_DERIVED_MERGES`] (checked before the merge
+/// strings are allocated).
+pub(crate) fn merges_from_scores(tokens: &[String], scores: &[f32]) -> Option<Vec<(String, String)>> {
     let score_of: HashMap<&str, f32> = tokens.iter().map(String::as_str).zip(scores.iter().copied()).collect();
     let mut ranked: Vec<(f32, &str, &str)> = Vec::new();
     let mut local: Vec<(f32, f32, &str, &str)> = Vec::new();
@@ -292,10 +308,13 @@ pub(crate) fn merges_from_scores(tokens: &[String], scores: &[f32]) -> Vec<(Stri
             }
         }
         local.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.total_cmp(&a.1)));
+        if ranked.len() + local.len() > super::MAX_DERIVED_MERGES {
+            return None;
+        }
         ranked.extend(local.iter().map(|&(_, _, l, r)| (score, l, r)));
     }
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-    ranked.into_iter().map(|(_, l, r)| (l.to_owned(), r.to_owned())).collect()
+    Some(ranked.into_iter().map(|(_, l, r)| (l.to_owned(), r.to_owned())).collect())
 }
 
 /// Registers CONTROL tokens as special and USER_DEFINED tokens as plain added tokens, both
@@ -353,7 +372,7 @@ mod tests {
         // "bc" outranks "ab"; "abc" (best of all) splits as a+bc or ab+c, the split with the
         // better left half (ab: -4 > a: -10) first.
         let scores = [-10.0, -11.0, -12.0, -4.0, -3.0, -1.0];
-        let merges = merges_from_scores(&tokens, &scores);
+        let merges = merges_from_scores(&tokens, &scores).unwrap();
         let pairs: Vec<(&str, &str)> = merges.iter().map(|(l, r)| (l.as_str(), r.as_str())).collect();
         assert_eq!(pairs, [("ab", "c"), ("a", "bc"), ("b", "c"), ("a", "b")]);
     }

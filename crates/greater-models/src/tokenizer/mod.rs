@@ -28,6 +28,17 @@ use crate::LoadError;
 /// use it as a document separator, and their `generation_config.json` does not stop on it.
 const END_OF_TURN_TOKENS: [&str; 5] = ["<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|eom_id|>", "<|end|>"];
 
+/// The largest vocabulary accepted (2^20 tokens; real models have at most 262 144). A file that
+/// claims more is refused, naming the field, before the tokenizer is built.
+pub const MAX_VOCAB: usize = 1 << 20;
+/// The most BPE merges accepted from a file (real tokenizers have under 300 000).
+pub const MAX_MERGES: usize = 1_000_000;
+/// The most merges derived from a SentencePiece vocabulary (every split of every token whose
+/// halves are tokens; Gemma's 262 144 tokens give well under this).
+pub const MAX_DERIVED_MERGES: usize = 8 << 20;
+/// The largest `tokenizer.json` read (real ones are under 40 MiB).
+pub const MAX_TOKENIZER_JSON_BYTES: u64 = 512 << 20;
+
 /// A tokenizer with the special ids, BOS rule and stop ids of its model.
 #[derive(Debug, Clone)]
 pub struct Tokenizer {

@@ -101,7 +101,7 @@ impl Run<'_> {
     /// `state.json` and `events.jsonl` in the output folder.
     pub fn optimize(&self, prepared: &Prepared, resume: bool) -> Result<RunState, OptError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| OptError::io(&self.dir, e))?;
-        let mut state = if resume && self.dir.join("state.json").exists() {
+        let mut state = if resume && state::has_checkpoint(&self.dir)? {
             let s = state::load(&self.dir)?;
             state::truncate_events(&self.dir, s.events)?;
             s

@@ -1,9 +1,8 @@
 //! The checkpoint: everything needed to continue a run exactly, written atomically after each step.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::OptError;
+use crate::{OptError, faults};
 
 /// A prompt with its training score (lower is better).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -97,13 +96,32 @@ impl RunState {
     }
 }
 
-/// Write `bytes` to `path` atomically: a temporary file in the same folder, synced, then renamed.
+/// Write `bytes` to `path` atomically: a temporary file in the same folder, synced, renamed over
+/// `path`, and the folder synced. On any failure the temporary file is removed and `path` keeps
+/// its previous contents (or stays absent).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OptError> {
     let tmp: PathBuf = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| OptError::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| OptError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| OptError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| OptError::io(path, e))
+    let result = write_then_rename(&tmp, path, bytes);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_then_rename(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), OptError> {
+    let mut f = faults::io("create", tmp, || std::fs::File::create(tmp)).map_err(|e| OptError::io(tmp, e))?;
+    faults::write_all(&mut f, tmp, bytes).map_err(|e| OptError::io(tmp, e))?;
+    faults::io("sync", tmp, || f.sync_all()).map_err(|e| OptError::io(tmp, e))?;
+    drop(f);
+    faults::io("rename", path, || std::fs::rename(tmp, path)).map_err(|e| OptError::io(path, e))?;
+    sync_parent(path)
+}
+
+/// Makes a rename in `path`'s folder durable (a no-op where folders cannot be opened).
+fn sync_parent(path: &Path) -> Result<(), OptError> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    let Ok(handle) = std::fs::File::open(dir) else { return Ok(()) };
+    faults::io("sync dir of", path, || handle.sync_all()).map_err(|e| OptError::io(dir, e))
 }
 
 /// Save the state as `state.json` in `dir`.
@@ -112,29 +130,78 @@ pub fn save(dir: &Path, state: &RunState) -> Result<(), OptError> {
     write_atomic(&dir.join("state.json"), &json)
 }
 
-/// Load `state.json` from `dir`.
+/// Load `state.json` from `dir`. A truncated or corrupt file is an error naming it and the line.
 pub fn load(dir: &Path) -> Result<RunState, OptError> {
     let path = dir.join("state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| OptError::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| OptError::BadFile { path, reason: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| OptError::BadFile {
+        reason: format!(
+            "line {}, column {}: {e}; the checkpoint is damaged (not restarting over it)",
+            e.line(),
+            e.column()
+        ),
+        path,
+    })
 }
 
-/// Keep only the first `n` lines of `events.jsonl` (lines of a step that did not finish go).
+/// Whether `dir` holds a checkpoint to resume from. A folder with events but no `state.json` is
+/// damaged: an error, never a silent restart that would discard the events.
+pub fn has_checkpoint(dir: &Path) -> Result<bool, OptError> {
+    if dir.join("state.json").exists() {
+        return Ok(true);
+    }
+    let events = dir.join("events.jsonl");
+    match std::fs::metadata(&events) {
+        Ok(m) if m.len() > 0 => Err(OptError::BadFile {
+            path: dir.join("state.json"),
+            reason: format!(
+                "missing, but {} holds {} bytes of events; the run folder is damaged (not restarting over it)",
+                events.display(),
+                m.len()
+            ),
+        }),
+        _ => Ok(false),
+    }
+}
+
+/// Keep only the first `n` lines of `events.jsonl` (lines of a step that did not finish go, and
+/// so does a line cut short by a crash). Each kept line must be a complete JSON line: a file with
+/// fewer, or a damaged one, is an error naming the file and line.
 pub fn truncate_events(dir: &Path, n: usize) -> Result<(), OptError> {
     let path = dir.join("events.jsonl");
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
-    let kept: String = text.lines().take(n).map(|l| format!("{l}\n")).collect();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && n == 0 => return Ok(()),
+        Err(e) => return Err(OptError::io(&path, e)),
+    };
+    let mut kept = String::new();
+    let mut lines = text.split_inclusive('\n');
+    for i in 1..=n {
+        let bad = |reason: String| OptError::BadFile { path: path.clone(), reason: format!("line {i}: {reason}") };
+        let line = lines
+            .next()
+            .ok_or_else(|| bad(format!("missing; state.json records {n} events (the file was truncated)")))?;
+        let Some(body) = line.strip_suffix('\n') else {
+            return Err(bad(format!("cut short; state.json records {n} complete events")));
+        };
+        serde_json::from_str::<serde::de::IgnoredAny>(body).map_err(|e| bad(format!("not a JSON event: {e}")))?;
+        kept.push_str(line);
+    }
+    if kept.len() == text.len() {
+        return Ok(());
+    }
     write_atomic(&path, kept.as_bytes())
 }
 
-/// Append one line to `events.jsonl`.
+/// Append one line to `events.jsonl` (written with one `write`, then synced).
 pub fn append_event(dir: &Path, event: &impl serde::Serialize) -> Result<(), OptError> {
-    let line = serde_json::to_string(event).expect("events serialise");
     let path = dir.join("events.jsonl");
-    let mut f =
-        std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| OptError::io(&path, e))?;
-    writeln!(f, "{line}").map_err(|e| OptError::io(&path, e))?;
-    f.sync_all().map_err(|e| OptError::io(&path, e))
+    let mut line = serde_json::to_vec(event).expect("events serialise");
+    line.push(b'\n');
+    let open = || std::fs::OpenOptions::new().create(true).append(true).open(&path);
+    let mut f = faults::io("open", &path, open).map_err(|e| OptError::io(&path, e))?;
+    faults::write_all(&mut f, &path, &line).map_err(|e| OptError::io(&path, e))?;
+    faults::io("sync", &path, || f.sync_all()).map_err(|e| OptError::io(&path, e))
 }
 
 #[cfg(test)]
