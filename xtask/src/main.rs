@@ -2,7 +2,8 @@
 //!
 //! xtask depends on no workspace crate; it runs `cargo` and the `greater` binary.
 //!
-//! - `ci`: what `.ci/run` runs: build everything once, fetch the default model, run all tests.
+//! - `ci`: what `.ci/run` runs: `cargo fmt --check`, clippy with `-D warnings`, build everything
+//!   once, fetch the default model, run all tests, tidy.
 //! - `tidy`: file-length and crate-layering checks (also run as a test).
 //! - `fetch-data [--from DIR]`: put the BBH/GSM8K/FOLIO data where `GREATER_DATA` points.
 //! - `bench models|grad|bbh|compare [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
@@ -19,16 +20,7 @@ fn main() -> Result<()> {
     let (cmd, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("help", &[]));
     match cmd {
         "ci" => ci(rest),
-        "tidy" => {
-            let problems = tidy::check(&root())?;
-            if problems.is_empty() {
-                println!("tidy: ok");
-                Ok(())
-            } else {
-                problems.iter().for_each(|p| eprintln!("tidy: {p}"));
-                bail!("{} tidy problem(s)", problems.len())
-            }
-        }
+        "tidy" => tidy_report(),
         "fetch-data" => fetch_data(rest),
         "bench" => bench(rest),
         "check-gpu" => check_gpu(),
@@ -42,8 +34,9 @@ fn main() -> Result<()> {
 const HELP: &str = "\
 usage: cargo xtask <command>
 
-  ci                     build once, fetch the default model, run the whole test suite
-                         (what .ci/run runs; honours GREATER_DATA, GREATER_CACHE, GREATER_MODELS)
+  ci                     fmt --check, clippy -D warnings, build once, fetch the default model,
+                         run the whole test suite, tidy (what .ci/run runs; honours
+                         GREATER_DATA, GREATER_CACHE, GREATER_MODELS)
   tidy                   check file lengths and crate layering
   fetch-data [--from D]  copy the datasets (bbh/, gsm8k/, folio/) from D into $GREATER_DATA
                          (default D: ../shared/datasets)
@@ -77,20 +70,34 @@ fn greater_bin() -> PathBuf {
     root().join("target/release/greater")
 }
 
+/// The lint gates of `ci`, cheapest first, so a formatting slip fails in seconds.
+const LINT_COMMANDS: &[&[&str]] =
+    &[&["fmt", "--all", "--check"], &["clippy", "--release", "--workspace", "--all-targets", "--", "-D", "warnings"]];
+
 fn ci(extra: &[String]) -> Result<()> {
-    // One cargo command line for everything, so burn is compiled exactly once.
+    for args in LINT_COMMANDS {
+        run(cargo().args(*args))?;
+    }
+    // One cargo command line for everything, so burn is compiled exactly once (clippy's check
+    // artifacts are separate from the test build's).
     run(cargo().args(["test", "--release", "--workspace", "--no-run"]))?;
     let models = std::env::var("GREATER_MODELS").unwrap_or_else(|_| "smollm2-135m-instruct".into());
     for m in models.split(',').map(str::trim).filter(|m| !m.is_empty()) {
         run(Command::new(greater_bin()).args(["models", "fetch", m]))?;
     }
     run(cargo().args(["test", "--release", "--workspace"]).args(extra))?;
+    tidy_report()
+}
+
+/// Run tidy and print its problems; an error when there are any.
+fn tidy_report() -> Result<()> {
     let problems = tidy::check(&root())?;
-    problems.iter().for_each(|p| eprintln!("tidy: {p}"));
-    if !problems.is_empty() {
-        bail!("{} tidy problem(s)", problems.len());
+    if problems.is_empty() {
+        println!("tidy: ok");
+        return Ok(());
     }
-    Ok(())
+    problems.iter().for_each(|p| eprintln!("tidy: {p}"));
+    bail!("{} tidy problem(s)", problems.len())
 }
 
 fn fetch_data(args: &[String]) -> Result<()> {

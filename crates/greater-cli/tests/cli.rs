@@ -54,19 +54,7 @@ fn fails(cmd: &mut Command) -> String {
 
 /// SmolLM2 is cached (else `None` after a note; a failure under `GREATER_REQUIRE_MODELS=1`).
 fn smollm2() -> Option<PathBuf> {
-    let cache = std::env::var_os("GREATER_CACHE")
-        .filter(|c| !c.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("greater")))
-        .expect("a cache directory");
-    let path = cache.join("models").join(format!("{MODEL}.gguf"));
-    if path.exists() {
-        return Some(path);
-    }
-    let required = std::env::var("GREATER_REQUIRE_MODELS").is_ok_and(|v| v == "1");
-    assert!(!required, "{MODEL} is required (GREATER_REQUIRE_MODELS=1) but {} is missing", path.display());
-    eprintln!("note: {} not found; skipping (run `greater models fetch {MODEL}`)", path.display());
-    None
+    greater_testkit::existing(greater_testkit::cached_model(MODEL))
 }
 
 fn read_json(path: &Path) -> Value {

@@ -15,6 +15,7 @@ pub mod hub;
 pub mod layers;
 pub mod loading;
 pub mod model;
+pub mod rng;
 pub mod tokenizer;
 
 pub use arch::{AnyModel, CausalLm};

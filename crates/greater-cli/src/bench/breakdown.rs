@@ -24,7 +24,7 @@ use greater_models::layers::mlp::GatedMlp;
 use greater_models::layers::rms_norm::RmsNorm;
 use greater_models::layers::rope::Rope;
 use greater_models::loading::HostTensor;
-use greater_models::loading::memory::SplitMix64;
+use greater_models::rng::SplitMix64;
 
 use super::machine;
 

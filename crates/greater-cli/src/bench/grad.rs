@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use greater_grad::{GradExample, GradOptions, TrainSequence, losses_at, token_gradients};
 use greater_models::arch::CausalLm;
-use greater_models::loading::memory::SplitMix64;
 use greater_models::model::LoadedModel;
+use greater_models::rng::SplitMix64;
 
 use super::machine;
 use super::{Common, token_ids, verdict, write_json};

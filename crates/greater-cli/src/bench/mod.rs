@@ -102,6 +102,6 @@ fn resolve_model(name: &str) -> Result<PathBuf> {
 }
 
 /// Deterministic pseudo-random token ids in `[lo, hi)`, so every run measures the same inputs.
-fn token_ids(rng: &mut greater_models::loading::memory::SplitMix64, n: usize, lo: u32, hi: u32) -> Vec<u32> {
+fn token_ids(rng: &mut greater_models::rng::SplitMix64, n: usize, lo: u32, hi: u32) -> Vec<u32> {
     (0..n).map(|_| lo + (rng.next_u64() % u64::from(hi - lo)) as u32).collect()
 }

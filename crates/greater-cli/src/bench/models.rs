@@ -12,8 +12,8 @@ use greater_models::KvCache;
 use greater_models::arch::{AnyModel, CausalLm};
 use greater_models::config::ModelConfig;
 use greater_models::generate::{GenerateOptions, decode, prefill};
-use greater_models::loading::memory::SplitMix64;
 use greater_models::model::LoadedModel;
+use greater_models::rng::SplitMix64;
 
 use super::breakdown::{self, Breakdown};
 use super::machine::{self, Bandwidth, GemmRate, Threads};

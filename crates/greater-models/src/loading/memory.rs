@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{HostTensor, WeightSource};
 use crate::LoadError;
+use crate::rng::SplitMix64;
 
 /// A map from canonical name to tensor.
 #[derive(Debug, Clone, Default)]
@@ -80,26 +81,5 @@ impl WeightSource for MemoryWeights {
             .get(name)
             .cloned()
             .ok_or_else(|| LoadError::MissingTensors { path: self.path.clone(), names: vec![name.into()] })
-    }
-}
-
-/// SplitMix64: a tiny, portable, seeded generator, so random test weights are identical on every
-/// platform and backend without pulling a RNG crate into the model layer.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
