@@ -10,6 +10,7 @@ pub mod chat;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod fetch;
 pub mod generate;
 pub mod hub;
 pub mod layers;
