@@ -6,7 +6,8 @@
 //!   once, fetch the default model, run all tests, tidy.
 //! - `tidy`: file-length and crate-layering checks (also run as a test).
 //! - `fetch-data [--from DIR]`: put the BBH/GSM8K/FOLIO data where `GREATER_DATA` points.
-//! - `bench models|grad|bbh|compare [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
+//! - `bench models|grad|bbh|compare|step [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
+//! - `gpu-bundle [--cuda]`: stripped GPU builds of `greater` in `target/gpu-bundle/` (≤ 64 MiB each).
 
 mod tidy;
 
@@ -24,6 +25,7 @@ fn main() -> Result<()> {
         "fetch-data" => fetch_data(rest),
         "bench" => bench(rest),
         "check-gpu" => check_gpu(),
+        "gpu-bundle" => gpu_bundle(rest),
         _ => {
             println!("{}", HELP);
             Ok(())
@@ -41,6 +43,9 @@ usage: cargo xtask <command>
   fetch-data [--from D]  copy the datasets (bbh/, gsm8k/, folio/) from D into $GREATER_DATA
                          (default D: ../shared/datasets)
   check-gpu              `cargo check` the cuda and wgpu builds (no GPU needed)
+  gpu-bundle [--cuda]    build the stripped wgpu binary (and with --cuda the CUDA one, which
+                         needs cubecl's LLVM download) into target/gpu-bundle/, ready to carry to
+                         the device machine with scripts/gpu-check.sh; fails over 64 MiB
   bench models           prefill/decode throughput, GEMM GFLOP/s and copy bandwidth
   bench grad             forward+backward time of the token gradient
   bench bbh [FLAGS]      optimize + eval per task, one table (see `greater bench bbh --help`)
@@ -158,4 +163,59 @@ fn check_gpu() -> Result<()> {
         run(&mut c)?;
     }
     Ok(())
+}
+
+/// The most one device call can carry (the device tool's limit), for the whole bundle.
+const BUNDLE_LIMIT: u64 = 64 << 20;
+
+/// Build `greater` for each GPU backend in its own target folder (so the CPU build is not
+/// disturbed), stripped and without debug info, and copy it to `target/gpu-bundle/greater-<backend>`.
+fn gpu_bundle(args: &[String]) -> Result<()> {
+    let backends: &[&str] = match args {
+        [] => &["wgpu"],
+        [flag] if flag == "--cuda" => &["wgpu", "cuda"],
+        _ => bail!("usage: cargo xtask gpu-bundle [--cuda]"),
+    };
+    let out = root().join("target/gpu-bundle");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    for backend in backends {
+        let dir = root().join(format!("target/gpu-{backend}"));
+        let features = format!("greater-cli/{backend}");
+        let mut c = cargo();
+        c.args(["build", "--release", "-p", "greater-cli", "--no-default-features", "--features", &features]);
+        c.env("CARGO_TARGET_DIR", &dir)
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "symbols");
+        run(&mut c)?;
+        let bin = out.join(format!("greater-{backend}"));
+        std::fs::copy(dir.join("release/greater"), &bin).with_context(|| format!("copying to {}", bin.display()))?;
+        let size = std::fs::metadata(&bin)?.len();
+        check_bundle_size(&bin, size)?;
+        println!("{} ({:.1} MiB)", bin.display(), size as f64 / (1 << 20) as f64);
+    }
+    Ok(())
+}
+
+/// An error naming the file when `size` passes [`BUNDLE_LIMIT`].
+fn check_bundle_size(path: &Path, size: u64) -> Result<()> {
+    if size > BUNDLE_LIMIT {
+        bail!(
+            "{} is {:.1} MiB, over the {} MiB a device call can carry; strip it further or leave a backend out",
+            path.display(),
+            size as f64 / (1 << 20) as f64,
+            BUNDLE_LIMIT >> 20
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod bundle_tests {
+    #[test]
+    fn bundles_over_64_mib_are_refused_by_name() {
+        let p = std::path::Path::new("target/gpu-bundle/greater-wgpu");
+        assert!(super::check_bundle_size(p, 64 << 20).is_ok());
+        let err = super::check_bundle_size(p, (64 << 20) + 1).unwrap_err().to_string();
+        assert!(err.contains("greater-wgpu") && err.contains("over the 64 MiB"), "{err}");
+    }
 }

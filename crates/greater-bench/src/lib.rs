@@ -9,7 +9,8 @@
 //! - `models`: prefill and decode throughput of real models, next to what the machine can do
 //!   (f32 GEMM GFLOP/s, memory bandwidth) and a per-part timing of one decode step;
 //! - `grad`: forward+backward time of the token gradient against forward-only time, and peak RSS;
-//! - `bbh`: optimise + evaluate per task (`bbh-<model>.json`); `compare` tables several models.
+//! - `bbh`: optimise + evaluate per task (`bbh-<model>.json`); `compare` tables several models;
+//! - `step --random NAME`: one GReaTer step of a random model in a real shape, by phase.
 //!
 //! Numbers come from here, never from timed tests. Criterion micro-benchmarks of single
 //! operations live in `benches/models.rs`.
@@ -21,6 +22,7 @@ pub mod grad;
 pub mod machine;
 pub mod models;
 pub mod report;
+pub mod step;
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +60,8 @@ pub enum BenchCommand {
     Bbh(bbh::BbhArgs),
     /// Several models' `bbh` reports as one Markdown table, task by task.
     Compare(compare::CompareArgs),
+    /// One full GReaTer step of a random model in a real shape, timed by phase.
+    Step(step::StepArgs),
 }
 
 /// Options every suite takes.
@@ -88,6 +92,10 @@ pub fn run(args: BenchArgs, host: &dyn Host) -> Result<()> {
             bbh::run(&a, host)
         }
         BenchCommand::Compare(a) => compare::run(&a),
+        BenchCommand::Step(a) => {
+            setup(&a.common)?;
+            step::run(&a)
+        }
     }
 }
 

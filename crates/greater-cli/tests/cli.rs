@@ -501,3 +501,17 @@ fn ctrl_c_stops_with_code_130_and_a_resume_hint() {
     assert!((1..6).contains(&step), "{state}");
     assert_eq!(lines(&dir.join("events.jsonl")) as u64, step);
 }
+
+#[test]
+fn export_random_writes_a_folder_that_greater_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    ok(&["export-random", "tiny", model.to_str().unwrap(), "--seed", "3"]);
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+        assert!(model.join(f).is_file(), "{f} missing");
+    }
+    // The folder loads and generates (the text of random weights is arbitrary).
+    ok(&["generate", "--model", model.to_str().unwrap(), "--prompt", "ab", "--max-new-tokens", "3"]);
+    let err = fails(greater().args(["export-random", "gpt-5", dir.path().to_str().unwrap()]));
+    assert!(err.contains("random:gpt-5") && err.contains("llama3-8b"), "{err}");
+}

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod layers;
 pub mod loading;
 pub mod model;
+pub mod random;
 pub mod rng;
 pub mod tokenizer;
 

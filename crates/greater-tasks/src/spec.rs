@@ -168,22 +168,6 @@ pub struct TaskSpec {
     pub(crate) flexible: Option<Regex>,
 }
 
-impl TaskSpec {
-    /// Replaces the extractor (SPEC A8: a task may override its extractor).
-    pub fn with_extractor(mut self, extractor: impl Into<String>) -> Self {
-        self.extractor = extractor.into();
-        self
-    }
-
-    /// Replaces the flexible pattern; `{letters}` expands to the task's letters.
-    pub fn with_pattern(mut self, pattern: &str) -> Result<Self, TaskError> {
-        let (source, regex) = compile_pattern(&self.name, pattern, &self.labels)?;
-        self.pattern = Some(source);
-        self.flexible = Some(regex);
-        Ok(self)
-    }
-}
-
 /// Per-kind defaults (`[kinds.*]` of `tasks.toml`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

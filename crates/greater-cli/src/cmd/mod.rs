@@ -2,6 +2,7 @@
 //! task data, and turning a Ctrl-C into [`Interrupted`].
 
 pub mod eval;
+pub mod export;
 pub mod generate;
 pub mod models;
 pub mod optimize;

@@ -88,11 +88,6 @@ impl GgufWeights {
         &self.unmapped
     }
 
-    /// The GGUF name behind canonical `name`.
-    pub fn gguf_name(&self, name: &str) -> Option<&str> {
-        self.entries.get(name).map(|e| e.gguf.as_str())
-    }
-
     /// The fix-up applied to canonical `name`.
     pub fn fix_up(&self, name: &str) -> Option<FixUp> {
         self.entries.get(name).map(|e| e.fix)

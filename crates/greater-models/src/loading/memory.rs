@@ -42,18 +42,7 @@ impl MemoryWeights {
         let mut rng = SplitMix64(seed);
         let mut w = Self::new(format!("<random weights, seed {seed}>"));
         for (name, shape) in expected {
-            let n: usize = shape.iter().product();
-            let is_norm = name.contains("norm");
-            let data = (0..n)
-                .map(|_| {
-                    let u = rng.next_f32() * 2.0 - 1.0;
-                    match (is_norm, zero_centred_norms) {
-                        (true, true) => 0.1 * u,
-                        (true, false) => 1.0 + 0.1 * u,
-                        _ => scale * u,
-                    }
-                })
-                .collect();
+            let data = random_values(&mut rng, name, shape.iter().product(), scale, zero_centred_norms);
             w.insert(name.clone(), HostTensor { shape: shape.clone(), data });
         }
         w
@@ -82,4 +71,20 @@ impl WeightSource for MemoryWeights {
             .cloned()
             .ok_or_else(|| LoadError::MissingTensors { path: self.path.clone(), names: vec![name.into()] })
     }
+}
+
+/// The next `n` values of tensor `name` in [`MemoryWeights::random`]'s stream, so a writer can
+/// produce the same weights tensor by tensor (in the same order) without holding them all.
+pub fn random_values(rng: &mut SplitMix64, name: &str, n: usize, scale: f32, zero_centred_norms: bool) -> Vec<f32> {
+    let is_norm = name.contains("norm");
+    (0..n)
+        .map(|_| {
+            let u = rng.next_f32() * 2.0 - 1.0;
+            match (is_norm, zero_centred_norms) {
+                (true, true) => 0.1 * u,
+                (true, false) => 1.0 + 0.1 * u,
+                _ => scale * u,
+            }
+        })
+        .collect()
 }
