@@ -2,11 +2,14 @@
 //!
 //! xtask depends on no workspace crate; it runs `cargo` and the `greater` binary.
 //!
-//! - `ci`: what `.ci/run` runs: build everything once, fetch the default model, run all tests.
+//! - `ci`: what `.ci/run` runs: `cargo fmt --check`, clippy with `-D warnings`, build everything
+//!   once, fetch the default model, run all tests, tidy.
 //! - `tidy`: file-length and crate-layering checks (also run as a test).
 //! - `fetch-data [--from DIR]`: put the BBH/GSM8K/FOLIO data where `GREATER_DATA` points.
 //! - `bench models|grad|bbh|compare [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
 //! - `fuzz [--target T] [--inputs N] [ARGS]`: the stable-Rust fuzz driver (`greater-fuzz`) over every parser.
+//! - `bench models|grad|bbh|compare|step [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
+//! - `gpu-bundle [--cuda]`: stripped GPU builds of `greater` in `target/gpu-bundle/` (≤ 64 MiB each).
 
 mod tidy;
 
@@ -20,20 +23,12 @@ fn main() -> Result<()> {
     let (cmd, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("help", &[]));
     match cmd {
         "ci" => ci(rest),
-        "tidy" => {
-            let problems = tidy::check(&root())?;
-            if problems.is_empty() {
-                println!("tidy: ok");
-                Ok(())
-            } else {
-                problems.iter().for_each(|p| eprintln!("tidy: {p}"));
-                bail!("{} tidy problem(s)", problems.len())
-            }
-        }
+        "tidy" => tidy_report(),
         "fetch-data" => fetch_data(rest),
         "bench" => bench(rest),
         "check-gpu" => check_gpu(),
         "fuzz" => fuzz(rest),
+        "gpu-bundle" => gpu_bundle(rest),
         _ => {
             println!("{}", HELP);
             Ok(())
@@ -44,8 +39,9 @@ fn main() -> Result<()> {
 const HELP: &str = "\
 usage: cargo xtask <command>
 
-  ci                     build once, fetch the default model, run the whole test suite
-                         (what .ci/run runs; honours GREATER_DATA, GREATER_CACHE, GREATER_MODELS)
+  ci                     fmt --check, clippy -D warnings, build once, fetch the default model,
+                         run the whole test suite, tidy (what .ci/run runs; honours
+                         GREATER_DATA, GREATER_CACHE, GREATER_MODELS)
   tidy                   check file lengths and crate layering
   fetch-data [--from D]  copy the datasets (bbh/, gsm8k/, folio/) from D into $GREATER_DATA
                          (default D: ../shared/datasets)
@@ -55,6 +51,9 @@ usage: cargo xtask <command>
                          safetensors, config.json, tokenizer.json, chat templates, task files,
                          tasks.toml); fails on a panic, a hang (> 5 s) or an allocation over the
                          cap. `cargo xtask fuzz --help` lists every flag, `--list` the targets
+  gpu-bundle [--cuda]    build the stripped wgpu binary (and with --cuda the CUDA one, which
+                         needs cubecl's LLVM download) into target/gpu-bundle/, ready to carry to
+                         the device machine with scripts/gpu-check.sh; fails over 64 MiB
   bench models           prefill/decode throughput, GEMM GFLOP/s and copy bandwidth
   bench grad             forward+backward time of the token gradient
   bench bbh [FLAGS]      optimize + eval per task, one table (see `greater bench bbh --help`)
@@ -84,20 +83,34 @@ fn greater_bin() -> PathBuf {
     root().join("target/release/greater")
 }
 
+/// The lint gates of `ci`, cheapest first, so a formatting slip fails in seconds.
+const LINT_COMMANDS: &[&[&str]] =
+    &[&["fmt", "--all", "--check"], &["clippy", "--release", "--workspace", "--all-targets", "--", "-D", "warnings"]];
+
 fn ci(extra: &[String]) -> Result<()> {
-    // One cargo command line for everything, so burn is compiled exactly once.
+    for args in LINT_COMMANDS {
+        run(cargo().args(*args))?;
+    }
+    // One cargo command line for everything, so burn is compiled exactly once (clippy's check
+    // artifacts are separate from the test build's).
     run(cargo().args(["test", "--release", "--workspace", "--no-run"]))?;
     let models = std::env::var("GREATER_MODELS").unwrap_or_else(|_| "smollm2-135m-instruct".into());
     for m in models.split(',').map(str::trim).filter(|m| !m.is_empty()) {
         run(Command::new(greater_bin()).args(["models", "fetch", m]))?;
     }
     run(cargo().args(["test", "--release", "--workspace"]).args(extra))?;
+    tidy_report()
+}
+
+/// Run tidy and print its problems; an error when there are any.
+fn tidy_report() -> Result<()> {
     let problems = tidy::check(&root())?;
-    problems.iter().for_each(|p| eprintln!("tidy: {p}"));
-    if !problems.is_empty() {
-        bail!("{} tidy problem(s)", problems.len());
+    if problems.is_empty() {
+        println!("tidy: ok");
+        return Ok(());
     }
-    Ok(())
+    problems.iter().for_each(|p| eprintln!("tidy: {p}"));
+    bail!("{} tidy problem(s)", problems.len())
 }
 
 fn fetch_data(args: &[String]) -> Result<()> {
@@ -168,4 +181,59 @@ fn check_gpu() -> Result<()> {
         run(&mut c)?;
     }
     Ok(())
+}
+
+/// The most one device call can carry (the device tool's limit), for the whole bundle.
+const BUNDLE_LIMIT: u64 = 64 << 20;
+
+/// Build `greater` for each GPU backend in its own target folder (so the CPU build is not
+/// disturbed), stripped and without debug info, and copy it to `target/gpu-bundle/greater-<backend>`.
+fn gpu_bundle(args: &[String]) -> Result<()> {
+    let backends: &[&str] = match args {
+        [] => &["wgpu"],
+        [flag] if flag == "--cuda" => &["wgpu", "cuda"],
+        _ => bail!("usage: cargo xtask gpu-bundle [--cuda]"),
+    };
+    let out = root().join("target/gpu-bundle");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    for backend in backends {
+        let dir = root().join(format!("target/gpu-{backend}"));
+        let features = format!("greater-cli/{backend}");
+        let mut c = cargo();
+        c.args(["build", "--release", "-p", "greater-cli", "--no-default-features", "--features", &features]);
+        c.env("CARGO_TARGET_DIR", &dir)
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "symbols");
+        run(&mut c)?;
+        let bin = out.join(format!("greater-{backend}"));
+        std::fs::copy(dir.join("release/greater"), &bin).with_context(|| format!("copying to {}", bin.display()))?;
+        let size = std::fs::metadata(&bin)?.len();
+        check_bundle_size(&bin, size)?;
+        println!("{} ({:.1} MiB)", bin.display(), size as f64 / (1 << 20) as f64);
+    }
+    Ok(())
+}
+
+/// An error naming the file when `size` passes [`BUNDLE_LIMIT`].
+fn check_bundle_size(path: &Path, size: u64) -> Result<()> {
+    if size > BUNDLE_LIMIT {
+        bail!(
+            "{} is {:.1} MiB, over the {} MiB a device call can carry; strip it further or leave a backend out",
+            path.display(),
+            size as f64 / (1 << 20) as f64,
+            BUNDLE_LIMIT >> 20
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod bundle_tests {
+    #[test]
+    fn bundles_over_64_mib_are_refused_by_name() {
+        let p = std::path::Path::new("target/gpu-bundle/greater-wgpu");
+        assert!(super::check_bundle_size(p, 64 << 20).is_ok());
+        let err = super::check_bundle_size(p, (64 << 20) + 1).unwrap_err().to_string();
+        assert!(err.contains("greater-wgpu") && err.contains("over the 64 MiB"), "{err}");
+    }
 }

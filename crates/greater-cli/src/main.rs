@@ -53,6 +53,8 @@ enum Command {
     Report(cmd::report::ReportArgs),
     /// End-to-end benchmarks that write a JSON report (see `cargo xtask bench`).
     Bench(bench::BenchArgs),
+    /// Write a random model in a real shape as a Hugging Face folder (for GPU checks).
+    ExportRandom(cmd::export::ExportRandomArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Optimize(a) => cmd::optimize::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::ExportRandom(a) => cmd::export::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use greater_models::hub::FetchProgress;
+use greater_models::fetch::FetchProgress;
 use greater_opt::Observer;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 

@@ -54,19 +54,7 @@ fn fails(cmd: &mut Command) -> String {
 
 /// SmolLM2 is cached (else `None` after a note; a failure under `GREATER_REQUIRE_MODELS=1`).
 fn smollm2() -> Option<PathBuf> {
-    let cache = std::env::var_os("GREATER_CACHE")
-        .filter(|c| !c.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("greater")))
-        .expect("a cache directory");
-    let path = cache.join("models").join(format!("{MODEL}.gguf"));
-    if path.exists() {
-        return Some(path);
-    }
-    let required = std::env::var("GREATER_REQUIRE_MODELS").is_ok_and(|v| v == "1");
-    assert!(!required, "{MODEL} is required (GREATER_REQUIRE_MODELS=1) but {} is missing", path.display());
-    eprintln!("note: {} not found; skipping (run `greater models fetch {MODEL}`)", path.display());
-    None
+    greater_testkit::existing(greater_testkit::cached_model(MODEL))
 }
 
 fn read_json(path: &Path) -> Value {
@@ -512,4 +500,18 @@ fn ctrl_c_stops_with_code_130_and_a_resume_hint() {
     let step = state["step"].as_u64().unwrap();
     assert!((1..6).contains(&step), "{state}");
     assert_eq!(lines(&dir.join("events.jsonl")) as u64, step);
+}
+
+#[test]
+fn export_random_writes_a_folder_that_greater_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    ok(&["export-random", "tiny", model.to_str().unwrap(), "--seed", "3"]);
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+        assert!(model.join(f).is_file(), "{f} missing");
+    }
+    // The folder loads and generates (the text of random weights is arbitrary).
+    ok(&["generate", "--model", model.to_str().unwrap(), "--prompt", "ab", "--max-new-tokens", "3"]);
+    let err = fails(greater().args(["export-random", "gpt-5", dir.path().to_str().unwrap()]));
+    assert!(err.contains("random:gpt-5") && err.contains("llama3-8b"), "{err}");
 }

@@ -64,11 +64,6 @@ impl KvCache {
         self.capacity
     }
 
-    /// The next RoPE position of each row.
-    pub fn next_positions(&self) -> Vec<usize> {
-        self.slots.iter().map(|row| next_pos(row)).collect()
-    }
-
     /// Plan a step of `new` tokens; `valid[r][i]` says whether new token `i` of row `r` is real
     /// (`None`: all are).
     ///

@@ -5,14 +5,13 @@
 //! `forward` ever checks a shape. Conventions are explicit fields, never guessed at run time.
 //!
 //! The front doors live in submodules: `from_hf` (`config.json`, with transformers' defaults),
-//! `from_gguf` (GGUF metadata) and `derived` (validation, parameter count, tiny test configs).
+//! `from_gguf` (GGUF metadata) and `derived` (validation, parameter count, tiny test configs);
+//! both look architecture names up in the one table of [`families`].
 
 mod derived;
+pub mod families;
 mod from_gguf;
 mod from_hf;
-
-pub use from_gguf::SUPPORTED_GGUF_ARCHS;
-pub use from_hf::SUPPORTED_MODEL_TYPES;
 
 /// The architecture family. Family and format are runtime data, never cargo features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -97,14 +97,6 @@ pub enum LoadError {
         /// What went wrong.
         reason: String,
     },
-    /// Fetching a model into the cache failed.
-    #[error("fetching `{model}`: {reason}")]
-    Fetch {
-        /// The registry name of the model.
-        model: String,
-        /// What went wrong.
-        reason: String,
-    },
     /// A name that is neither an existing file nor a model of the registry ([`crate::hub`]).
     #[error("`{name}` is neither an existing file nor a known model (known: {known})")]
     UnknownModel {

@@ -51,10 +51,28 @@ pub enum GenerateError {
     },
 }
 
-/// Logits of chosen positions of a left-padded batch, with the cache left filled.
+/// Run a left-padded batch of prompts through the model, leaving the cache filled.
 ///
-/// Returns the logits of the last position of every row, `[batch, vocab]`, on the device.
-pub fn prefill(model: &dyn CausalLm, prompts: &[Vec<u32>], cache: &mut KvCache) -> Tensor<2> {
+/// Returns the logits of the last position of every row, `[batch, vocab]`, on the device; an
+/// empty batch gives `[0, vocab]`. An empty prompt is an error (it has no position to predict
+/// from), not a panic.
+pub fn try_prefill(
+    model: &dyn CausalLm,
+    prompts: &[Vec<u32>],
+    cache: &mut KvCache,
+) -> Result<Tensor<2>, GenerateError> {
+    if let Some(index) = prompts.iter().position(Vec::is_empty) {
+        return Err(GenerateError::EmptyPrompt { index });
+    }
+    let v = model.config().vocab_size;
+    if prompts.is_empty() {
+        return Ok(Tensor::<2>::zeros([0, v], model.device()));
+    }
+    Ok(prefill_rows(model, prompts, cache))
+}
+
+/// The body of [`try_prefill`]: `prompts` is non-empty and has no empty row.
+fn prefill_rows(model: &dyn CausalLm, prompts: &[Vec<u32>], cache: &mut KvCache) -> Tensor<2> {
     let (ids, valid) = left_pad(prompts);
     let b = prompts.len();
     let s = valid[0].len();
@@ -90,7 +108,7 @@ pub fn generate(
     }
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let mut cache = KvCache::new(prompts.len(), longest + opts.max_new_tokens);
-    let logits = prefill(model, prompts, &mut cache);
+    let logits = try_prefill(model, prompts, &mut cache)?;
     Ok(decode(model, cache, logits, opts, on_token))
 }
 

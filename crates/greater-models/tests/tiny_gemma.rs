@@ -61,8 +61,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> (usize, f32) {
 }
 
 fn assert_close(a: &[f32], b: &[f32], tol: f32) {
-    let (i, d) = max_diff(a, b);
-    assert!(d <= tol, "max diff {d} at {i}: {} vs {}", a[i], b[i]);
+    greater_testkit::assert_close_f32("logits", a, b, tol);
 }
 
 const IDS: [u32; 10] = [3, 17, 42, 5, 9, 61, 2, 33, 8, 50];

@@ -3,8 +3,8 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use greater_models::arch::{AnyModel, CausalLm};
 use greater_models::cache::KvCache;
-use greater_models::config::{Family, ModelConfig};
-use greater_models::generate::{GenerateOptions, generate};
+use greater_models::config::{Family, LayerAttention, ModelConfig};
+use greater_models::generate::{GenerateError, GenerateOptions, generate, try_prefill};
 use greater_models::layers::download;
 use greater_models::loading::memory::MemoryWeights;
 
@@ -25,14 +25,7 @@ fn full_logits(model: &AnyModel, ids: &[u32]) -> Vec<f32> {
 }
 
 fn assert_close(a: &[f32], b: &[f32], tol: f32) {
-    assert_eq!(a.len(), b.len());
-    let (i, d) = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .enumerate()
-        .fold((0, 0.0f32), |m, (i, d)| if d > m.1 { (i, d) } else { m });
-    assert!(d <= tol, "max diff {d} at {i}: {} vs {}", a[i], b[i]);
+    greater_testkit::assert_close_f32("logits", a, b, tol);
 }
 
 #[test]
@@ -97,6 +90,18 @@ fn context_overflow_is_an_error() {
 }
 
 #[test]
+fn prefill_refuses_an_empty_prompt_and_accepts_an_empty_batch() {
+    let (config, model) = tiny(Family::Llama);
+    let mut cache = KvCache::new(2, 8);
+    let err = try_prefill(&model, &[vec![1, 2], vec![]], &mut cache).unwrap_err();
+    assert_eq!(err, GenerateError::EmptyPrompt { index: 1 });
+    let none = try_prefill(&model, &[], &mut KvCache::new(0, 8)).unwrap();
+    assert_eq!(none.dims(), [0, config.vocab_size]);
+    let one = try_prefill(&model, &[vec![3, 4, 5]], &mut KvCache::new(1, 8)).unwrap();
+    assert_eq!(one.dims(), [1, config.vocab_size]);
+}
+
+#[test]
 fn missing_and_misshapen_tensors_are_named() {
     let config = ModelConfig::tiny(Family::Llama);
     let expected = AnyModel::expected_tensors(&config);
@@ -111,4 +116,48 @@ fn missing_and_misshapen_tensors_are_named() {
     w.insert("model.norm.weight", t);
     let err = AnyModel::load(&config, &w, &greater_models::default_device()).unwrap_err().to_string();
     assert!(err.contains("model.norm.weight") && err.contains("expected"), "{err}");
+}
+
+/// A Qwen2 `config.json` asking for sliding attention from layer 1 on (`use_sliding_window`,
+/// `max_window_layers = 1`, a window of 2) must give a model whose layer 0 attends globally and
+/// whose layer 1 slides: different from both an all-global and an all-sliding model once the
+/// sequence is longer than the window, and equal to both inside it.
+#[test]
+fn qwen2_per_layer_sliding_pattern_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = r#"{"model_type": "qwen2", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "max_position_embeddings": 128, "rms_norm_eps": 1e-5, "tie_word_embeddings": false,
+        "sliding_window": 2, "use_sliding_window": true, "max_window_layers": 1}"#;
+    std::fs::write(dir.path().join("config.json"), json).unwrap();
+    let config = ModelConfig::from_hf_config(dir.path()).unwrap();
+    let sliding = LayerAttention::Sliding { window: 2 };
+    assert_eq!(config.layer_attention, [LayerAttention::Global, sliding]);
+    let weights = MemoryWeights::random(&AnyModel::expected_tensors(&config), 7, 0.3, false);
+    let device = greater_models::default_device();
+    let logits_with = |layers: [LayerAttention; 2]| {
+        let mut c = config.clone();
+        c.layer_attention = layers.to_vec();
+        full_logits(&AnyModel::load(&c, &weights, &device).unwrap(), &[3, 17, 42, 5, 9, 61])
+    };
+    let mixed = logits_with([LayerAttention::Global, sliding]);
+    let global = logits_with([LayerAttention::Global; 2]);
+    let all_sliding = logits_with([sliding; 2]);
+    let v = config.vocab_size;
+    // Positions 0 and 1 see at most 2 keys: the window cannot bite there.
+    assert_close(&mixed[..2 * v], &global[..2 * v], 1e-5);
+    assert_close(&mixed[..2 * v], &all_sliding[..2 * v], 1e-5);
+    let differs = |a: &[f32], b: &[f32]| a.iter().zip(b).any(|(x, y)| (x - y).abs() > 1e-4);
+    assert!(differs(&mixed[2 * v..], &global[2 * v..]), "layer 1's window was ignored");
+    assert!(differs(&mixed[2 * v..], &all_sliding[2 * v..]), "layer 0 must attend globally");
+}
+
+#[test]
+fn load_validates_the_config() {
+    let mut config = ModelConfig::tiny(Family::Llama);
+    let weights = MemoryWeights::random(&AnyModel::expected_tensors(&config), 7, 0.3, false);
+    // 4 query heads cannot share 3 key/value heads; `load` must say so instead of panicking later.
+    config.num_key_value_heads = 3;
+    let err = AnyModel::load(&config, &weights, &greater_models::default_device()).unwrap_err().to_string();
+    assert!(err.contains("num_key_value_heads") && err.contains("random weights"), "{err}");
 }

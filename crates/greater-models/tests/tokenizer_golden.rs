@@ -5,34 +5,10 @@
 //! golden data (`$GREATER_GOLDEN` or `../shared/golden`). When either is absent the test says so
 //! and passes, unless `GREATER_REQUIRE_MODELS=1`.
 
-use std::path::PathBuf;
-
 use greater_models::loading::GgufFile;
 use greater_models::tokenizer::Tokenizer;
+use greater_testkit::{cached_model as model_path, golden_root as golden_dir, unavailable};
 use serde_json::Value;
-
-fn required() -> bool {
-    std::env::var("GREATER_REQUIRE_MODELS").is_ok_and(|v| v == "1")
-}
-
-/// Prints why the test cannot run, or fails when models are required.
-fn unavailable(what: &str) {
-    assert!(!required(), "GREATER_REQUIRE_MODELS=1 but {what}");
-    eprintln!("note: {what}; skipping");
-}
-
-fn golden_dir() -> PathBuf {
-    std::env::var_os("GREATER_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"))
-}
-
-fn model_path(name: &str) -> PathBuf {
-    let cache = std::env::var_os("GREATER_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dirs::cache_dir().unwrap_or_default().join("greater"));
-    cache.join("models").join(format!("{name}.gguf"))
-}
 
 /// The golden cases and the tokenizer of model `name`, or `None` when either is missing.
 fn load(name: &str) -> Option<(Value, Tokenizer)> {

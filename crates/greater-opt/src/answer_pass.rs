@@ -16,8 +16,7 @@ use greater_tasks::{Example, TaskSpec};
 use crate::OptError;
 use crate::layout::ExampleLayout;
 
-/// Answer tokens generated after the extractor (SPEC A6).
-pub const MAX_ANSWER_TOKENS: usize = 16;
+pub use crate::eval::MAX_ANSWER_TOKENS;
 
 /// What the pass learns about one example.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 use burn::tensor::{Int, Tensor, TensorData};
 use greater_models::arch::CausalLm;
 use greater_models::cache::KvCache;
-use greater_models::generate::{GenerateOptions, decode, prefill};
+use greater_models::generate::{GenerateOptions, decode, try_prefill};
 use greater_models::layers::download;
 use greater_models::layers::log_softmax::log_softmax;
 use greater_models::model::LoadedModel;
@@ -17,6 +17,9 @@ use greater_tasks::{Example, TaskSpec};
 use crate::layout::{ExampleLayout, Layouter, Placement};
 use crate::rollout::generate_all;
 use crate::{Observer, OptError};
+
+/// Cap on answer tokens after the extractor (SPEC A6: 16); one constant for every caller.
+pub const MAX_ANSWER_TOKENS: usize = 16;
 
 /// How to evaluate.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -35,7 +38,7 @@ impl Default for EvalOptions {
     fn default() -> Self {
         Self {
             max_reasoning_tokens: 512,
-            max_answer_tokens: crate::answer_pass::MAX_ANSWER_TOKENS,
+            max_answer_tokens: MAX_ANSWER_TOKENS,
             batch_size: 8,
             placement: Placement::default(),
         }
@@ -146,7 +149,7 @@ pub fn evaluate(
         let extra =
             opts.max_answer_tokens.max(labels.as_ref().map_or(0, |l| l.iter().map(Vec::len).max().unwrap_or(0)));
         let mut cache = KvCache::new(batch.len(), longest + extra);
-        let logits = prefill(model, &batch, &mut cache);
+        let logits = try_prefill(model, &batch, &mut cache)?;
         if let Some(labels) = &labels {
             let best = constrained_choice(model, &cache, logits.clone(), labels);
             for (&i, b) in chunk.iter().zip(best) {

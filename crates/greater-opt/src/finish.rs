@@ -18,7 +18,7 @@ pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f
     let tok = &run.loaded.tokenizer;
     let opts = EvalOptions {
         max_reasoning_tokens: cfg.max_reasoning_tokens,
-        max_answer_tokens: 16,
+        max_answer_tokens: crate::eval::MAX_ANSWER_TOKENS,
         batch_size: cfg.batch_size,
         placement: cfg.placement(),
     };

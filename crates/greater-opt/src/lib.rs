@@ -3,12 +3,12 @@
 //! - [`layout`]: a task example as token ids with the index range of every part (SPEC A3).
 //! - [`eval`]: greedy reasoning, extractor, answer; exact, flexible and constrained scores (SPEC A6).
 //! - [`optimize`]: the loop of SPEC B.1.2 with the fixes of A2, checkpoints and events.
+//! - [`resume`]: what a continued run may change, and when a finished run is reopened.
 //! - [`report`]: `report.json` and a self-contained `report.html`.
 //!
 //! Progress goes through the [`Observer`] trait; this crate never prints.
 
 pub mod answer_pass;
-pub mod bench;
 pub mod error;
 pub mod eval;
 pub mod faults;
@@ -17,6 +17,7 @@ pub mod layout;
 pub mod observer;
 pub mod optimize;
 pub mod report;
+pub mod resume;
 pub mod rollout;
 
 pub use error::OptError;

@@ -8,15 +8,11 @@ use std::path::{Path, PathBuf};
 use greater_tasks::{AnswerKind, Split, TaskError, load_task, task_names};
 
 fn data_root() -> Option<PathBuf> {
-    let root = std::env::var_os("GREATER_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"));
+    let root = greater_testkit::data_root();
     if root.join("bbh").is_dir() {
         return Some(root);
     }
-    let required = std::env::var("GREATER_REQUIRE_MODELS").is_ok_and(|v| v == "1");
-    assert!(!required, "datasets not found at {} and GREATER_REQUIRE_MODELS=1", root.display());
-    eprintln!("note: datasets not found at {}; skipping (set GREATER_DATA)", root.display());
+    greater_testkit::unavailable(&format!("datasets not found at {} (set GREATER_DATA)", root.display()));
     None
 }
 

@@ -6,16 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 use greater_models::hub;
-use greater_opt::eval::{EvalOptions, EvalResult, PromptInput, evaluate};
+use greater_opt::eval::{EvalOptions, EvalResult, MAX_ANSWER_TOKENS, PromptInput, evaluate};
 use greater_opt::layout::Placement;
 use greater_opt::report::Report;
 use greater_tasks::{PairedComparison, Split};
 
 use super::{DEFAULT_MODEL, MODEL_HELP, TASK_HELP, fmt_accuracy, load_model, load_task, stopped_or};
 use crate::progress::{Bars, install_ctrlc};
-
-/// Answer tokens generated after the extractor (SPEC A6).
-const MAX_ANSWER_TOKENS: usize = 16;
 
 /// Flags of `greater eval`.
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! task data, and turning a Ctrl-C into [`Interrupted`].
 
 pub mod eval;
+pub mod export;
 pub mod generate;
 pub mod models;
 pub mod optimize;
@@ -70,7 +71,8 @@ pub fn model_file(name_or_path: &str) -> Result<PathBuf> {
         eprintln!("model {name_or_path} is not in the cache yet; fetching it into {}", target.display());
     }
     let bar = FetchBar::new();
-    let path = hub::fetch(name_or_path, &bar).with_context(|| format!("fetching model `{name_or_path}`"));
+    let path =
+        greater_models::fetch::fetch(name_or_path, &bar).with_context(|| format!("fetching model `{name_or_path}`"));
     bar.finish();
     path
 }

@@ -41,7 +41,7 @@ pub fn run(cmd: ModelsCommand) -> Result<()> {
 
 fn fetch(name: &str) -> Result<()> {
     let bar = FetchBar::new();
-    let path = hub::fetch(name, &bar).with_context(|| format!("fetching model `{name}`"));
+    let path = greater_models::fetch::fetch(name, &bar).with_context(|| format!("fetching model `{name}`"));
     bar.finish();
     println!("{}", path?.display());
     Ok(())

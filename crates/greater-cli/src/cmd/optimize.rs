@@ -3,15 +3,17 @@
 //!
 //! Configuration is layered: `OptimizeConfig::default()`, then `--config FILE.toml`, then flags.
 //! `--resume DIR` starts from DIR/config.toml instead (flags such as `--steps` may extend it) and
-//! continues from DIR/state.json.
+//! continues from DIR/state.json. Which settings may change on resume, and when a finished run
+//! reopens, is `greater_opt::resume`'s decision.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use greater_opt::finish::finish;
-use greater_opt::optimize::{OptimizeConfig, Run, load_config, state};
+use greater_opt::optimize::{OptimizeConfig, Run, load_config};
+use greater_opt::resume::{self, Previous};
 
 use super::{MODEL_HELP, TASK_HELP, load_model, load_task, stopped_or};
 use crate::progress::{Bars, install_ctrlc};
@@ -74,7 +76,11 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
     let loaded = load_model(&cfg.model)?;
     install_ctrlc()?;
     let resume_hint = Some(format!("greater optimize --resume {}", dir.display()));
-    let previous = if resume { prepare_resume(&dir, &cfg)? } else { Previous::default() };
+    let previous = if resume {
+        resume::prepare(&dir, &cfg).with_context(|| format!("resuming the run in {}", dir.display()))?
+    } else {
+        Previous::default()
+    };
     let bars = Bars::with_steps(cfg.steps, previous.steps);
     let run = Run { loaded: &loaded, task: &task, cfg: &cfg, dir: dir.clone(), observer: &bars };
     let prepared = run.prepare().context("laying out the train examples")?;
@@ -105,21 +111,11 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
 /// The config, the output folder, and whether to resume.
 fn resolve(args: &OptimizeArgs) -> Result<(OptimizeConfig, PathBuf, bool)> {
     if let Some(dir) = &args.resume {
-        let mut cfg = load_config(dir).with_context(|| format!("reading the run in {}", dir.display()))?;
-        // What defines the run's state cannot change on resume.
-        let fixed = [
-            ("--model", args.model.clone(), cfg.model.clone()),
-            ("--task", args.task.clone(), cfg.task.clone()),
-            ("--train", args.train.map(|t| t.to_string()), cfg.train.to_string()),
-            ("--seed", args.seed.map(|s| s.to_string()), cfg.seed.to_string()),
-            ("--initial-prompt", args.initial_prompt.clone(), cfg.initial_prompt.clone()),
-        ];
-        for (flag, given, was) in fixed {
-            if given.is_some_and(|g| g != was) {
-                bail!("{flag} cannot change on resume: the run in {} used {was:?}", dir.display());
-            }
-        }
+        let old = load_config(dir).with_context(|| format!("reading the run in {}", dir.display()))?;
+        let mut cfg = old.clone();
         override_with_flags(&mut cfg, args);
+        // Refuse a fixed change now, before the model is loaded.
+        resume::check_resumable(dir, &old, &cfg)?;
         return Ok((cfg, dir.clone(), true));
     }
     let mut cfg = match &args.config {
@@ -128,6 +124,13 @@ fn resolve(args: &OptimizeArgs) -> Result<(OptimizeConfig, PathBuf, bool)> {
         }
         None => OptimizeConfig::default(),
     };
+    override_with_flags(&mut cfg, args);
+    let dir = args.out.clone().unwrap_or_else(|| default_out(&cfg.task, SystemTime::now()));
+    Ok((cfg, dir, false))
+}
+
+/// Every flag over `cfg` (on resume, [`resume::check_resumable`] then refuses the fixed ones).
+fn override_with_flags(cfg: &mut OptimizeConfig, args: &OptimizeArgs) {
     if let Some(m) = &args.model {
         cfg.model = m.clone();
     }
@@ -143,13 +146,6 @@ fn resolve(args: &OptimizeArgs) -> Result<(OptimizeConfig, PathBuf, bool)> {
     if let Some(p) = &args.initial_prompt {
         cfg.initial_prompt = p.clone();
     }
-    override_with_flags(&mut cfg, args);
-    let dir = args.out.clone().unwrap_or_else(|| default_out(&cfg.task, SystemTime::now()));
-    Ok((cfg, dir, false))
-}
-
-/// The flags that may also change on resume.
-fn override_with_flags(cfg: &mut OptimizeConfig, args: &OptimizeArgs) {
     if let Some(n) = args.steps {
         cfg.steps = n;
     }
@@ -165,39 +161,6 @@ fn override_with_flags(cfg: &mut OptimizeConfig, args: &OptimizeArgs) {
     if args.no_final_eval {
         cfg.final_eval = false;
     }
-}
-
-/// What an earlier session of a resumed run already did.
-#[derive(Debug, Default)]
-struct Previous {
-    steps: usize,
-    seconds: f64,
-}
-
-/// Before resuming: record the (possibly changed) config, and reopen a run that finished only
-/// because it ran out of steps when more steps are now asked for. Reopening drops the saved
-/// final evaluations, which belong to the old top prompts.
-fn prepare_resume(dir: &Path, cfg: &OptimizeConfig) -> Result<Previous> {
-    let old = load_config(dir)?;
-    if old != *cfg {
-        state::write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-    }
-    if !dir.join("state.json").exists() {
-        return Ok(Previous::default());
-    }
-    let mut s = state::load(dir).with_context(|| format!("reading the checkpoint in {}", dir.display()))?;
-    let reached_threshold = s.best.as_ref().is_some_and(|b| b.score < cfg.loss_threshold);
-    if s.finished && s.step < cfg.steps && !reached_threshold {
-        s.finished = false;
-        state::save(dir, &s)?;
-        let evals = dir.join("evals");
-        if evals.exists() {
-            std::fs::remove_dir_all(&evals)
-                .with_context(|| format!("removing stale evaluations {}", evals.display()))?;
-        }
-    }
-    let seconds = s.history.iter().map(|h| h.seconds.total()).sum();
-    Ok(Previous { steps: s.step, seconds })
 }
 
 /// `runs/<task with / as ->-<YYYYMMDD-HHMMSS UTC>`.
@@ -229,6 +192,8 @@ fn utc_stamp(unix: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]

@@ -18,17 +18,15 @@
 
 use burn::tensor::{Device, Int, Tensor};
 
+use super::block::{self, Builder, Embeddings, Masks, TensorList};
 use super::{CausalLm, Valid, check_tensors};
 use crate::LoadError;
 use crate::cache::KvCache;
 use crate::config::{Family, LayerAttention, ModelConfig, RopeScaling};
 use crate::layers::attention::Attention;
-use crate::layers::linear::Linear;
-use crate::layers::mask;
 use crate::layers::mlp::GatedMlp;
 use crate::layers::rms_norm::RmsNorm;
 use crate::layers::rope::{Rope, RopeAngles};
-use crate::layers::upload;
 use crate::loading::WeightSource;
 
 /// One decoder layer, `model.layers.{i}`.
@@ -50,20 +48,21 @@ pub struct DecoderLayer {
     pub attention: LayerAttention,
 }
 
+/// The per-layer norms, in the order of [`DecoderLayer`].
+const NORMS: [&str; 4] =
+    ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"];
+
 /// A Gemma 2 or Gemma 3 causal LM with frozen weights.
 #[derive(Debug, Clone)]
 pub struct Gemma {
     config: ModelConfig,
     device: Device,
-    /// `model.embed_tokens.weight`, `[vocab, hidden]`, unscaled.
-    embed_tokens: Tensor<2>,
+    /// `model.embed_tokens` (unscaled) and `lm_head` (tied, for released Gemma checkpoints).
+    embeddings: Embeddings,
     /// `model.layers`
     layers: Vec<DecoderLayer>,
     /// `model.norm`
     norm: RmsNorm,
-    /// `lm_head.weight`, stored `[hidden, vocab]`; `None` when tied to the embedding (always, for
-    /// released Gemma checkpoints).
-    lm_head: Option<Tensor<2>>,
     /// RoPE of global layers: base `rope_theta`, with `rope_scaling`.
     global_rope: Rope,
     /// RoPE of sliding layers: base `rope_local_theta`.
@@ -72,33 +71,9 @@ pub struct Gemma {
 
 impl Gemma {
     /// The canonical tensor names and shapes this config needs.
-    pub fn expected_tensors(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-        let (h, qd, kvd) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
-        let mut v = vec![
-            ("model.embed_tokens.weight".to_string(), vec![c.vocab_size, h]),
-            ("model.norm.weight".to_string(), vec![h]),
-        ];
-        if !c.tie_word_embeddings {
-            v.push(("lm_head.weight".into(), vec![c.vocab_size, h]));
-        }
-        for i in 0..c.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            v.push((format!("{p}.input_layernorm.weight"), vec![h]));
-            v.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
-            v.push((format!("{p}.pre_feedforward_layernorm.weight"), vec![h]));
-            v.push((format!("{p}.post_feedforward_layernorm.weight"), vec![h]));
-            v.push((format!("{p}.self_attn.q_proj.weight"), vec![qd, h]));
-            v.push((format!("{p}.self_attn.k_proj.weight"), vec![kvd, h]));
-            v.push((format!("{p}.self_attn.v_proj.weight"), vec![kvd, h]));
-            v.push((format!("{p}.self_attn.o_proj.weight"), vec![h, qd]));
-            if c.qk_norm {
-                v.push((format!("{p}.self_attn.q_norm.weight"), vec![c.head_dim]));
-                v.push((format!("{p}.self_attn.k_norm.weight"), vec![c.head_dim]));
-            }
-            v.push((format!("{p}.mlp.gate_proj.weight"), vec![c.intermediate_size, h]));
-            v.push((format!("{p}.mlp.up_proj.weight"), vec![c.intermediate_size, h]));
-            v.push((format!("{p}.mlp.down_proj.weight"), vec![h, c.intermediate_size]));
-        }
+    pub fn expected_tensors(c: &ModelConfig) -> TensorList {
+        let mut v = block::model_tensors(c);
+        (0..c.num_hidden_layers).for_each(|i| v.extend(block::layer_tensors(c, i, &NORMS)));
         v
     }
 
@@ -112,68 +87,30 @@ impl Gemma {
             });
         }
         check_tensors(w, &Self::expected_tensors(c))?;
-        let linear = |name: &str| -> Result<Linear, LoadError> {
-            Ok(Linear::from_host(w.tensor(&format!("{name}.weight"))?, None, device))
-        };
-        // Weights arrive in Hugging Face convention (`w`); the `1 + w` offset is folded in here.
-        let norm = |name: &str| -> Result<RmsNorm, LoadError> {
-            Ok(RmsNorm::from_host(w.tensor(name)?, c.rms_norm_eps, c.norm_unit_offset, device))
-        };
-        let mut layers = Vec::with_capacity(c.num_hidden_layers);
-        for i in 0..c.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let (q_norm, k_norm) = if c.qk_norm {
-                (
-                    Some(norm(&format!("{p}.self_attn.q_norm.weight"))?),
-                    Some(norm(&format!("{p}.self_attn.k_norm.weight"))?),
-                )
-            } else {
-                (None, None)
-            };
-            let self_attn = Attention {
-                q_proj: linear(&format!("{p}.self_attn.q_proj"))?,
-                k_proj: linear(&format!("{p}.self_attn.k_proj"))?,
-                v_proj: linear(&format!("{p}.self_attn.v_proj"))?,
-                o_proj: linear(&format!("{p}.self_attn.o_proj"))?,
-                q_norm,
-                k_norm,
-                num_heads: c.num_attention_heads,
-                num_kv_heads: c.num_key_value_heads,
-                head_dim: c.head_dim,
-                scale: c.query_pre_attn_scalar.powf(-0.5),
-                softcap: c.attn_logit_softcapping,
-            };
-            let mlp = GatedMlp {
-                gate_proj: linear(&format!("{p}.mlp.gate_proj"))?,
-                up_proj: linear(&format!("{p}.mlp.up_proj"))?,
-                down_proj: linear(&format!("{p}.mlp.down_proj"))?,
-                act: c.hidden_act,
-            };
-            layers.push(DecoderLayer {
-                self_attn,
-                mlp,
-                input_layernorm: norm(&format!("{p}.input_layernorm.weight"))?,
-                post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
-                pre_feedforward_layernorm: norm(&format!("{p}.pre_feedforward_layernorm.weight"))?,
-                post_feedforward_layernorm: norm(&format!("{p}.post_feedforward_layernorm.weight"))?,
-                attention: c.layer_attention.get(i).copied().unwrap_or(LayerAttention::Global),
-            });
-        }
-        let lm_head = if c.tie_word_embeddings {
-            None
-        } else {
-            Some(Linear::from_host(w.tensor("lm_head.weight")?, None, device).weight_in_out())
-        };
+        // Weights arrive in Hugging Face convention (`w`); the builder folds in `1 + w`.
+        let b = Builder::new(c, w, device);
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| {
+                Ok(DecoderLayer {
+                    self_attn: b.attention(i)?,
+                    mlp: b.mlp(i)?,
+                    input_layernorm: b.layer_norm(i, NORMS[0])?,
+                    post_attention_layernorm: b.layer_norm(i, NORMS[1])?,
+                    pre_feedforward_layernorm: b.layer_norm(i, NORMS[2])?,
+                    post_feedforward_layernorm: b.layer_norm(i, NORMS[3])?,
+                    attention: c.layer_attention.get(i).copied().unwrap_or(LayerAttention::Global),
+                })
+            })
+            .collect::<Result<_, LoadError>>()?;
         // Gemma 3 has a second rotary embedding for sliding layers, built from
         // `rope_local_base_freq` without scaling; Gemma 2 uses one rotary embedding everywhere.
         let local_scaling = if c.family == Family::Gemma2 { c.rope_scaling } else { RopeScaling::None };
         Ok(Self {
             config: c.clone(),
             device: device.clone(),
-            embed_tokens: upload(w.tensor("model.embed_tokens.weight")?, device),
+            embeddings: b.embeddings()?,
             layers,
-            norm: norm("model.norm.weight")?,
-            lm_head,
+            norm: b.norm("model.norm.weight")?,
             global_rope: Rope::new(c.head_dim, c.rope_theta, &c.rope_scaling),
             local_rope: Rope::new(c.head_dim, c.rope_local_theta, &local_scaling),
         })
@@ -190,55 +127,42 @@ impl CausalLm for Gemma {
     }
 
     fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        let [b, s] = ids.dims();
-        let h = self.config.hidden_size;
-        self.embed_tokens.clone().select(0, ids.reshape([b * s])).reshape([b, s, h])
+        self.embeddings.embed(ids)
     }
 
     fn embedding_matrix(&self) -> Tensor<2> {
-        self.embed_tokens.clone()
+        self.embeddings.matrix()
     }
 
     fn forward_hidden(&self, embeds: Tensor<3>, valid: Valid<'_>, cache: &mut KvCache) -> Tensor<3> {
         let s = embeds.dims()[1];
         let plan = cache.plan(s, valid);
         // Masks and angles are built once per step, for each kind of layer present.
-        let mut masks: Vec<(Option<usize>, Tensor<5>)> = Vec::new();
+        let mut masks = Masks::new(&plan.keys, s, &self.device);
         let (mut global, mut local): (Option<RopeAngles>, Option<RopeAngles>) = (None, None);
         let mut x = embeds * self.config.embed_scale;
         for (i, layer) in self.layers.iter().enumerate() {
-            let (window, angles) = match layer.attention {
+            let angles = match layer.attention {
                 LayerAttention::Global => {
-                    (None, &*global.get_or_insert_with(|| self.global_rope.angles(&plan.positions, &self.device)))
+                    &*global.get_or_insert_with(|| self.global_rope.angles(&plan.positions, &self.device))
                 }
-                LayerAttention::Sliding { window } => {
-                    (Some(window), &*local.get_or_insert_with(|| self.local_rope.angles(&plan.positions, &self.device)))
-                }
-            };
-            let mask = match masks.iter().find(|(w, _)| *w == window) {
-                Some((_, m)) => m.clone(),
-                None => {
-                    let m = mask::build(&plan.keys, s, window, &self.device);
-                    masks.push((window, m.clone()));
-                    m
+                LayerAttention::Sliding { .. } => {
+                    &*local.get_or_insert_with(|| self.local_rope.angles(&plan.positions, &self.device))
                 }
             };
+            let mask = masks.get(layer.attention);
             let h = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), angles, &mask, i, cache);
             x = x + layer.post_attention_layernorm.forward(h);
             let h = layer.mlp.forward(layer.pre_feedforward_layernorm.forward(x.clone()));
             x = x + layer.post_feedforward_layernorm.forward(h);
         }
+        drop(masks);
         cache.commit(plan);
         self.norm.forward(x)
     }
 
     fn lm_head(&self, hidden: Tensor<3>) -> Tensor<3> {
-        let [b, s, h] = hidden.dims();
-        let w = match &self.lm_head {
-            Some(w) => w.clone(),
-            None => self.embed_tokens.clone().transpose(),
-        };
-        let logits = hidden.reshape([b * s, h]).matmul(w).reshape([b, s, self.config.vocab_size]);
+        let logits = self.embeddings.logits(hidden);
         let cap = self.config.final_logit_softcapping;
         if cap > 0.0 { (logits / cap).tanh() * cap } else { logits }
     }

@@ -1,5 +1,6 @@
 //! Architectures, one family per file, behind one small embedding-first surface ([`CausalLm`]).
 
+pub mod block;
 pub mod gemma;
 pub mod llama;
 
@@ -57,8 +58,11 @@ pub enum AnyModel {
 }
 
 impl AnyModel {
-    /// Build the family named by `config` from `weights`, checking every tensor first.
+    /// Build the family named by `config` from `weights`: the config is
+    /// [`validate`](ModelConfig::validate)d (naming the weights' file) and every tensor checked
+    /// first, so a hand-built or edited config cannot reach `forward` with impossible shapes.
     pub fn load(config: &ModelConfig, weights: &dyn WeightSource, device: &Device) -> Result<Self, LoadError> {
+        config.validate(weights.path())?;
         match config.family {
             Family::Llama | Family::Qwen2 => Ok(Self::Llama(Llama::load(config, weights, device)?)),
             Family::Gemma2 | Family::Gemma3 => Ok(Self::Gemma(Gemma::load(config, weights, device)?)),

@@ -1,4 +1,5 @@
-//! What follows from a [`ModelConfig`]: validation, the parameter count, and tiny test configs.
+//! What follows from a [`ModelConfig`]: validation, the parameter count, the cost formulas of
+//! the benchmarks (FLOPs of a prefill, weight bytes a decode step reads), and tiny test configs.
 
 use std::path::Path;
 
@@ -164,6 +165,36 @@ impl ModelConfig {
         embedding + self.num_hidden_layers * (attention + mlp + norms) + h + head
     }
 
+    /// Multiply-adds of one token through one layer's linear projections (q, k, v, o and the
+    /// gated MLP), biases and norms left out.
+    pub fn layer_linear_macs(&self) -> usize {
+        let h = self.hidden_size;
+        let q = self.num_attention_heads * self.head_dim;
+        let kv = self.num_key_value_heads * self.head_dim;
+        2 * h * q + 2 * h * kv + 3 * h * self.intermediate_size
+    }
+
+    /// Floating-point operations of a batch-1 prefill of `tokens` as `generate::prefill` runs
+    /// it: every linear layer (`2·in·out` per token), the attention products over the full
+    /// `tokens × tokens` square (the causal half is masked, not skipped), and the output head for
+    /// the last position only. Norms, RoPE and softmax are left out.
+    pub fn prefill_flops(&self, tokens: usize) -> f64 {
+        let q = (self.num_attention_heads * self.head_dim) as f64;
+        let s = tokens as f64;
+        let linear = 2.0 * s * self.layer_linear_macs() as f64;
+        let attention = 4.0 * q * s * s;
+        let head = 2.0 * (self.hidden_size * self.vocab_size) as f64;
+        self.num_hidden_layers as f64 * (linear + attention) + head
+    }
+
+    /// Bytes of weights one decode step reads at `bytes_per_weight` (4 for f32): every layer,
+    /// the final norm and the output head (the embedding itself when tied); the embedding lookup
+    /// reads a few rows only.
+    pub fn weight_bytes_per_step(&self, bytes_per_weight: usize) -> usize {
+        let untied_embedding = if self.tie_word_embeddings { 0 } else { self.vocab_size * self.hidden_size };
+        bytes_per_weight * (self.num_parameters() - untied_embedding)
+    }
+
     /// A tiny config of `family` for tests: 2 layers, hidden 32, vocab 64, 4 query heads,
     /// 2 key/value heads, head width 8, MLP width 64, context 128.
     ///
@@ -205,5 +236,35 @@ impl ModelConfig {
             }
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefill_flops_of_the_tiny_llama() {
+        // Tiny Llama: hidden 32, MLP 64, 2 layers, 4 query heads and 2 kv heads of width 8,
+        // vocab 64. Per token and layer the linears are q 32·32, k and v 32·16 each, o 32·32 and
+        // the MLP 3·32·64: 9216 multiply-adds, 18432 flops; 4 tokens and 2 layers: 147456.
+        // Attention: 4·32·4² = 2048 per layer, 4096 in all. Head: 2·32·64 = 4096.
+        let c = ModelConfig::tiny(Family::Llama);
+        assert_eq!(c.layer_linear_macs(), 9216);
+        assert_eq!(c.prefill_flops(4), 147_456.0 + 4096.0 + 4096.0);
+    }
+
+    #[test]
+    fn weight_bytes_count_a_tied_embedding_once() {
+        // Tiny Llama (tied): embedding 64·32 = 2048; per layer attention 3072 (q and o 32·32,
+        // k and v 32·16), MLP 3·32·64 = 6144 and two norms 64; final norm 32.
+        // 2048 + 2·9280 + 32 = 20640 parameters, all read per step.
+        let c = ModelConfig::tiny(Family::Llama);
+        assert_eq!(c.num_parameters(), 20_640);
+        assert_eq!(c.weight_bytes_per_step(4), 4 * 20_640);
+        assert_eq!(c.weight_bytes_per_step(2), 2 * 20_640);
+        // Tiny Qwen2 (untied, q/k/v biases 32 + 2·16): the input embedding is not streamed.
+        let q = ModelConfig::tiny(Family::Qwen2);
+        assert_eq!(q.weight_bytes_per_step(4), 4 * (q.num_parameters() - 2048));
     }
 }

@@ -14,13 +14,11 @@
 //! Llama 3.1's frequency-dependent RoPE scaling is stored by llama.cpp as a `rope_freqs.weight`
 //! tensor, not as metadata, so it is not read here.
 
+use super::families;
 use super::{Dims, Family, ModelConfig, RopeScaling};
 use super::{gemma2_layers, interleaved_layers};
 use crate::LoadError;
 use crate::loading::{Metadata, ScopedMeta};
-
-/// The GGUF `general.architecture` values [`ModelConfig::from_gguf`] reads.
-pub const SUPPORTED_GGUF_ARCHS: &str = "llama (Llama, SmolLM2, Mistral), qwen2, gemma2, gemma3";
 
 /// Gemma 2's default `sliding_window` (`Gemma2Config`).
 const GEMMA2_SLIDING_WINDOW: usize = 4096;
@@ -49,27 +47,12 @@ impl ModelConfig {
                 fields: vec!["general.architecture".into()],
             });
         };
-        let family = match arch {
-            "llama" => Family::Llama,
-            "qwen2" => Family::Qwen2,
-            "gemma2" => Family::Gemma2,
-            "gemma3" => Family::Gemma3,
-            other => {
-                let supported = match other {
-                    "gemma" => {
-                        format!("{SUPPORTED_GGUF_ARCHS}; Gemma 1 (`gemma`) is not implemented")
-                    }
-                    o if o.starts_with("gemma") => {
-                        format!("{SUPPORTED_GGUF_ARCHS}; `{o}` is a different architecture from Gemma 2/3")
-                    }
-                    _ => SUPPORTED_GGUF_ARCHS.to_owned(),
-                };
-                return Err(LoadError::UnsupportedArchitecture {
-                    path: path.to_path_buf(),
-                    arch: other.to_owned(),
-                    supported,
-                });
-            }
+        let Some(family) = families::gguf_family(arch) else {
+            return Err(LoadError::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                arch: arch.to_owned(),
+                supported: families::supported_text(families::GGUF_ARCHITECTURES, arch),
+            });
         };
         let md = meta.scoped(arch);
         let dims = dims(meta, &md)?;

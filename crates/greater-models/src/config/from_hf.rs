@@ -15,12 +15,10 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::families::{self, HfClass};
 use super::{Dims, Family, LayerAttention, Llama3RopeScaling, ModelConfig, RopeScaling};
 use super::{gemma2_layers, interleaved_layers};
 use crate::LoadError;
-
-/// The `model_type` values [`ModelConfig::from_hf_config`] reads.
-pub const SUPPORTED_MODEL_TYPES: &str = "llama, mistral, qwen2, gemma2, gemma3, gemma3_text";
 
 impl ModelConfig {
     /// Reads a Hugging Face `config.json` (or the `config.json` inside a folder).
@@ -48,31 +46,25 @@ impl ModelConfig {
         let Some(model_type) = top.str("model_type")? else {
             return Err(LoadError::MissingFields { path: path.to_path_buf(), fields: vec!["model_type".into()] });
         };
-        match model_type {
-            "llama" => llama_like(&top, Family::Llama, &LLAMA),
-            "mistral" => llama_like(&top, Family::Llama, &MISTRAL),
-            "qwen2" => llama_like(&top, Family::Qwen2, &QWEN2),
-            "gemma2" => gemma(&top, Family::Gemma2, None),
-            "gemma3_text" => gemma(&top, Family::Gemma3, None),
-            "gemma3" => match root.get("text_config") {
+        let Some(class) = families::hf_class(model_type) else {
+            return Err(LoadError::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                arch: model_type.to_owned(),
+                supported: families::supported_text(families::HF_MODEL_TYPES, model_type),
+            });
+        };
+        let family = class.family();
+        match class {
+            HfClass::Llama => llama_like(&top, family, &LLAMA),
+            HfClass::Mistral => llama_like(&top, family, &MISTRAL),
+            HfClass::Qwen2 => llama_like(&top, family, &QWEN2),
+            HfClass::Gemma2 | HfClass::Gemma3Text => gemma(&top, family, None),
+            HfClass::Gemma3 => match root.get("text_config") {
                 // The multimodal wrapper: the language model's fields sit in `text_config`, and
                 // `tie_word_embeddings` may sit at the top.
-                Some(text) => gemma(&Fields::new(text, "text_config.", path)?, Family::Gemma3, Some(&top)),
-                None => gemma(&top, Family::Gemma3, None),
+                Some(text) => gemma(&Fields::new(text, "text_config.", path)?, family, Some(&top)),
+                None => gemma(&top, family, None),
             },
-            other => Err(LoadError::UnsupportedArchitecture {
-                path: path.to_path_buf(),
-                arch: other.to_owned(),
-                supported: match other {
-                    "gemma" => {
-                        format!("{SUPPORTED_MODEL_TYPES}; Gemma 1 (`gemma`) is not implemented")
-                    }
-                    o if o.starts_with("gemma") => {
-                        format!("{SUPPORTED_MODEL_TYPES}; `{o}` is a different architecture from Gemma 2/3")
-                    }
-                    _ => SUPPORTED_MODEL_TYPES.to_owned(),
-                },
-            }),
         }
     }
 }

@@ -317,21 +317,6 @@ impl<'a> ScopedMeta<'a> {
         self.opt_f32(suffix).unwrap_or(default)
     }
 
-    /// A boolean, or `default` when absent.
-    pub fn bool_or(&self, suffix: &str, default: bool) -> bool {
-        self.opt_bool(suffix).unwrap_or(default)
-    }
-
-    /// An optional array of numbers, as `f32`.
-    pub fn opt_f32_array(&self, suffix: &str) -> Option<Vec<f32>> {
-        self.meta.get_f32_array(&self.key(suffix))
-    }
-
-    /// An optional array of integers, as `i32`.
-    pub fn opt_i32_array(&self, suffix: &str) -> Option<Vec<i32>> {
-        self.meta.get_i32_array(&self.key(suffix))
-    }
-
     fn required<T>(&self, suffix: &str, what: &str, conv: impl Fn(&'a MetaValue) -> Option<T>) -> Result<T, LoadError> {
         let key = self.key(suffix);
         let Some(value) = self.meta.get(&key) else {

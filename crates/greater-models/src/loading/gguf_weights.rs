@@ -1,16 +1,17 @@
 //! [`GgufWeights`]: a GGUF file seen through [`WeightSource`], with Hugging Face names and values.
 //!
 //! Names come from the family's table in [`names`](super::names); values are dequantised to
-//! `f32` and corrected by the table's named [`FixUp`]s (llama q/k row order, Gemma norm offset).
+//! `f32` and corrected by the [`FixUp`] each row of the table names (llama q/k row order, Gemma
+//! norm offset, a block of a fused tensor).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::gguf::GgufFile;
-use super::names::{self, FixUp};
+use super::names::{self, FixUp, HeadCounts};
 use super::{HostTensor, WeightSource};
 use crate::LoadError;
-use crate::config::Family;
+use crate::config::{Family, families};
 
 /// One canonical tensor: where it is in the file and how to correct it.
 #[derive(Debug, Clone)]
@@ -36,23 +37,22 @@ impl GgufWeights {
     /// metadata lacks.
     pub fn new(file: GgufFile, family: Family, num_layers: usize) -> Result<Self, LoadError> {
         let arch = file.architecture()?.to_owned();
-        let rope_heads = if arch == "llama" { Some(llama_head_counts(&file, &arch)?) } else { None };
-        let gemma = matches!(family, Family::Gemma2 | Family::Gemma3);
+        let rules = names::rules(family);
+        // Head counts are read only when a row's fix-up needs them, so files of families
+        // without such rows do not need the keys.
+        let heads = if rules.iter().any(|r| r.fix.needs_heads()) { Some(head_counts(&file, &arch)?) } else { None };
         let mut entries = BTreeMap::new();
-        for (gguf_pattern, hf_pattern) in names::rules(family) {
-            let layers = if gguf_pattern.contains("{i}") { 0..num_layers } else { 0..1 };
+        for rule in rules {
+            let layers = if rule.gguf.contains("{i}") { 0..num_layers } else { 0..1 };
             for i in layers {
-                let gguf = names::expand(gguf_pattern, i);
+                let gguf = names::expand(rule.gguf, i);
                 if file.tensor_info(&gguf).is_none() {
                     continue;
                 }
-                let fix = match rope_heads {
-                    Some((q, _)) if gguf.ends_with("attn_q.weight") => FixUp::UnpermuteRope { n_head: q },
-                    Some((_, k)) if gguf.ends_with("attn_k.weight") => FixUp::UnpermuteRope { n_head: k },
-                    _ if gemma && gguf.ends_with("norm.weight") => FixUp::GemmaNormOffset,
-                    _ => FixUp::None,
-                };
-                entries.insert(names::expand(hf_pattern, i), Entry { gguf, fix });
+                let fix = rule.fix.resolve(heads).ok_or_else(|| {
+                    LoadError::format(file.path(), format!("tensor `{gguf}` needs the attention head counts"))
+                })?;
+                entries.insert(names::expand(rule.hf, i), Entry { gguf, fix });
             }
         }
         let mapped: std::collections::HashSet<&str> = entries.values().map(|e| e.gguf.as_str()).collect();
@@ -64,10 +64,10 @@ impl GgufWeights {
     /// from `{arch}.block_count`.
     pub fn from_metadata(file: GgufFile) -> Result<Self, LoadError> {
         let arch = file.architecture()?.to_owned();
-        let family = names::family_for_architecture(&arch).ok_or_else(|| LoadError::UnsupportedArchitecture {
+        let family = families::gguf_family(&arch).ok_or_else(|| LoadError::UnsupportedArchitecture {
             path: file.path().to_path_buf(),
+            supported: families::supported_text(families::GGUF_ARCHITECTURES, &arch),
             arch: arch.clone(),
-            supported: names::SUPPORTED_ARCHITECTURES.into(),
         })?;
         let num_layers = file.metadata().scoped(&arch).usize("block_count")?;
         Self::new(file, family, num_layers)
@@ -86,11 +86,6 @@ impl GgufWeights {
     /// GGUF tensors no canonical name maps to (e.g. llama.cpp's `rope_freqs.weight`).
     pub fn unmapped(&self) -> &[String] {
         &self.unmapped
-    }
-
-    /// The GGUF name behind canonical `name`.
-    pub fn gguf_name(&self, name: &str) -> Option<&str> {
-        self.entries.get(name).map(|e| e.gguf.as_str())
     }
 
     /// The fix-up applied to canonical `name`.
@@ -126,7 +121,11 @@ impl WeightSource for GgufWeights {
             path: self.file.path().to_path_buf(),
             names: vec![entry.gguf.clone()],
         })?;
-        Ok(info.shape())
+        let mut shape = info.shape();
+        if let (FixUp::Rows { len, .. }, Some(rows)) = (entry.fix, shape.first_mut()) {
+            *rows = len;
+        }
+        Ok(shape)
     }
 
     fn tensor(&self, name: &str) -> Result<HostTensor, LoadError> {
@@ -135,6 +134,18 @@ impl WeightSource for GgufWeights {
         match entry.fix {
             FixUp::None => {}
             FixUp::GemmaNormOffset => names::subtract_one(&mut t.data),
+            FixUp::Rows { start, len } => {
+                let cols: usize = t.shape.iter().skip(1).product();
+                t.data = names::take_rows(&t.data, cols, start, len).ok_or_else(|| {
+                    LoadError::format(
+                        self.file.path(),
+                        format!("tensor `{}` (`{name}`) has no rows {start}..{}", entry.gguf, start + len),
+                    )
+                })?;
+                if let Some(rows) = t.shape.first_mut() {
+                    *rows = len;
+                }
+            }
             FixUp::UnpermuteRope { n_head } => {
                 let rows = t.shape.first().copied().unwrap_or(1);
                 let cols = t.shape.iter().skip(1).product();
@@ -154,10 +165,13 @@ impl WeightSource for GgufWeights {
     }
 }
 
-/// `(head_count, head_count_kv)` of a llama file; `head_count_kv` defaults to `head_count`.
-fn llama_head_counts(file: &GgufFile, arch: &str) -> Result<(usize, usize), LoadError> {
+/// The head counts of a file: `head_count_kv` defaults to `head_count`, the head width to
+/// `attention.key_length`, else `embedding_length / head_count`.
+fn head_counts(file: &GgufFile, arch: &str) -> Result<HeadCounts, LoadError> {
     let md = file.metadata().scoped(arch);
-    let q = md.usize("attention.head_count")?;
-    let kv = md.usize_or("attention.head_count_kv", q);
-    Ok((q, kv))
+    let heads = md.usize("attention.head_count")?;
+    let kv_heads = md.usize_or("attention.head_count_kv", heads);
+    let width = md.usize_or("embedding_length", 0);
+    let head_dim = md.usize_or("attention.key_length", width / heads.max(1));
+    Ok(HeadCounts { heads, kv_heads, head_dim })
 }

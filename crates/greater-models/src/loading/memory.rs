@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{HostTensor, WeightSource};
 use crate::LoadError;
+use crate::rng::SplitMix64;
 
 /// A map from canonical name to tensor.
 #[derive(Debug, Clone, Default)]
@@ -41,18 +42,7 @@ impl MemoryWeights {
         let mut rng = SplitMix64(seed);
         let mut w = Self::new(format!("<random weights, seed {seed}>"));
         for (name, shape) in expected {
-            let n: usize = shape.iter().product();
-            let is_norm = name.contains("norm");
-            let data = (0..n)
-                .map(|_| {
-                    let u = rng.next_f32() * 2.0 - 1.0;
-                    match (is_norm, zero_centred_norms) {
-                        (true, true) => 0.1 * u,
-                        (true, false) => 1.0 + 0.1 * u,
-                        _ => scale * u,
-                    }
-                })
-                .collect();
+            let data = random_values(&mut rng, name, shape.iter().product(), scale, zero_centred_norms);
             w.insert(name.clone(), HostTensor { shape: shape.clone(), data });
         }
         w
@@ -83,23 +73,18 @@ impl WeightSource for MemoryWeights {
     }
 }
 
-/// SplitMix64: a tiny, portable, seeded generator, so random test weights are identical on every
-/// platform and backend without pulling a RNG crate into the model layer.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
+/// The next `n` values of tensor `name` in [`MemoryWeights::random`]'s stream, so a writer can
+/// produce the same weights tensor by tensor (in the same order) without holding them all.
+pub fn random_values(rng: &mut SplitMix64, name: &str, n: usize, scale: f32, zero_centred_norms: bool) -> Vec<f32> {
+    let is_norm = name.contains("norm");
+    (0..n)
+        .map(|_| {
+            let u = rng.next_f32() * 2.0 - 1.0;
+            match (is_norm, zero_centred_norms) {
+                (true, true) => 0.1 * u,
+                (true, false) => 1.0 + 0.1 * u,
+                _ => scale * u,
+            }
+        })
+        .collect()
 }

@@ -3,80 +3,164 @@
 //! ([`convert_hf_to_gguf.py`](https://github.com/ggml-org/llama.cpp/blob/master/convert_hf_to_gguf.py))
 //! did to the values.
 //!
-//! Per-layer patterns contain `{i}`, the layer index.
+//! Per-layer patterns contain `{i}`, the layer index. Each row names the fix-up that turns the
+//! stored values into Hugging Face's; nothing is guessed from a name at load time. One GGUF
+//! tensor may feed several rows: a fused `attn_qkv` (Phi-3) is three rows, one per projection,
+//! each taking its block of rows ([`Fix::FusedQkv`]).
 
 use crate::config::Family;
 
-/// A GGUF name pattern and the Hugging Face name it becomes.
-pub type NameRule = (&'static str, &'static str);
-
-/// Tensors outside the decoder layers, shared by every family.
-const GLOBAL: &[NameRule] = &[
-    ("token_embd.weight", "model.embed_tokens.weight"),
-    ("output_norm.weight", "model.norm.weight"),
-    ("output.weight", "lm_head.weight"),
-];
-
-/// Attention and MLP projections, shared by every family.
-const PROJECTIONS: &[NameRule] = &[
-    ("blk.{i}.attn_q.weight", "model.layers.{i}.self_attn.q_proj.weight"),
-    ("blk.{i}.attn_k.weight", "model.layers.{i}.self_attn.k_proj.weight"),
-    ("blk.{i}.attn_v.weight", "model.layers.{i}.self_attn.v_proj.weight"),
-    ("blk.{i}.attn_output.weight", "model.layers.{i}.self_attn.o_proj.weight"),
-    ("blk.{i}.ffn_gate.weight", "model.layers.{i}.mlp.gate_proj.weight"),
-    ("blk.{i}.ffn_up.weight", "model.layers.{i}.mlp.up_proj.weight"),
-    ("blk.{i}.ffn_down.weight", "model.layers.{i}.mlp.down_proj.weight"),
-];
-
-/// Llama: one norm before attention, one before the MLP.
-const LLAMA_LAYER: &[NameRule] = &[
-    ("blk.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight"),
-    ("blk.{i}.ffn_norm.weight", "model.layers.{i}.post_attention_layernorm.weight"),
-];
-
-/// Qwen2: Llama's norms plus q/k/v biases.
-const QWEN2_LAYER: &[NameRule] = &[
-    ("blk.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight"),
-    ("blk.{i}.ffn_norm.weight", "model.layers.{i}.post_attention_layernorm.weight"),
-    ("blk.{i}.attn_q.bias", "model.layers.{i}.self_attn.q_proj.bias"),
-    ("blk.{i}.attn_k.bias", "model.layers.{i}.self_attn.k_proj.bias"),
-    ("blk.{i}.attn_v.bias", "model.layers.{i}.self_attn.v_proj.bias"),
-];
-
-/// Gemma 2/3: sandwich norms (GGUF's `ffn_norm` is Hugging Face's *pre*-feedforward norm) and,
-/// in Gemma 3, q/k norms.
-const GEMMA_LAYER: &[NameRule] = &[
-    ("blk.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight"),
-    ("blk.{i}.post_attention_norm.weight", "model.layers.{i}.post_attention_layernorm.weight"),
-    ("blk.{i}.ffn_norm.weight", "model.layers.{i}.pre_feedforward_layernorm.weight"),
-    ("blk.{i}.post_ffw_norm.weight", "model.layers.{i}.post_feedforward_layernorm.weight"),
-    ("blk.{i}.attn_q_norm.weight", "model.layers.{i}.self_attn.q_norm.weight"),
-    ("blk.{i}.attn_k_norm.weight", "model.layers.{i}.self_attn.k_norm.weight"),
-];
-
-/// Every rule of `family`: global tensors first, then the per-layer ones.
-pub fn rules(family: Family) -> Vec<NameRule> {
-    let layer = match family {
-        Family::Llama => LLAMA_LAYER,
-        Family::Qwen2 => QWEN2_LAYER,
-        Family::Gemma2 | Family::Gemma3 => GEMMA_LAYER,
-    };
-    [GLOBAL, PROJECTIONS, layer].concat()
+/// One GGUF tensor (pattern) → one Hugging Face tensor (pattern), with its fix-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameRule {
+    /// The GGUF name pattern.
+    pub gguf: &'static str,
+    /// The Hugging Face name pattern.
+    pub hf: &'static str,
+    /// How the stored values become Hugging Face's.
+    pub fix: Fix,
 }
 
-/// The family of a GGUF `general.architecture`, if this crate implements it.
-pub fn family_for_architecture(arch: &str) -> Option<Family> {
-    match arch {
-        "llama" => Some(Family::Llama),
-        "qwen2" => Some(Family::Qwen2),
-        "gemma2" => Some(Family::Gemma2),
-        "gemma3" => Some(Family::Gemma3),
-        _ => None,
+/// A fix-up as a table states it. [`Fix::resolve`] turns it into a [`FixUp`] once the head
+/// counts of the file are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fix {
+    /// Stored as Hugging Face has it.
+    None,
+    /// [`FixUp::UnpermuteRope`] over the query heads (`attn_q`) or the key/value heads (`attn_k`).
+    UnpermuteRope(Heads),
+    /// [`FixUp::GemmaNormOffset`].
+    GemmaNormOffset,
+    /// One block of a fused `[q; k; v]` projection ([`FixUp::Rows`]).
+    FusedQkv(Qkv),
+}
+
+/// Which head count a fix-up needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heads {
+    /// `attention.head_count`.
+    Query,
+    /// `attention.head_count_kv`.
+    KeyValue,
+}
+
+/// A block of a fused attention projection, stacked `[q; k; v]` along the output rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qkv {
+    /// Rows `0 .. heads · head_dim`.
+    Q,
+    /// The next `kv_heads · head_dim` rows.
+    K,
+    /// The last `kv_heads · head_dim` rows.
+    V,
+}
+
+/// What [`Fix::resolve`] needs from the file's metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadCounts {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Width of a head.
+    pub head_dim: usize,
+}
+
+impl Fix {
+    /// Whether resolving needs [`HeadCounts`].
+    pub fn needs_heads(self) -> bool {
+        matches!(self, Self::UnpermuteRope(_) | Self::FusedQkv(_))
+    }
+
+    /// The concrete fix-up for a file with `heads`; `None` when it needs head counts and has none.
+    pub fn resolve(self, heads: Option<HeadCounts>) -> Option<FixUp> {
+        Some(match self {
+            Self::None => FixUp::None,
+            Self::GemmaNormOffset => FixUp::GemmaNormOffset,
+            Self::UnpermuteRope(Heads::Query) => FixUp::UnpermuteRope { n_head: heads?.heads },
+            Self::UnpermuteRope(Heads::KeyValue) => FixUp::UnpermuteRope { n_head: heads?.kv_heads },
+            Self::FusedQkv(part) => {
+                let h = heads?;
+                let (q, kv) = (h.heads * h.head_dim, h.kv_heads * h.head_dim);
+                let (start, len) = match part {
+                    Qkv::Q => (0, q),
+                    Qkv::K => (q, kv),
+                    Qkv::V => (q + kv, kv),
+                };
+                FixUp::Rows { start, len }
+            }
+        })
     }
 }
 
-/// Architectures [`family_for_architecture`] accepts, for error messages.
-pub const SUPPORTED_ARCHITECTURES: &str = "llama, qwen2, gemma2, gemma3";
+const fn rule(gguf: &'static str, hf: &'static str, fix: Fix) -> NameRule {
+    NameRule { gguf, hf, fix }
+}
+
+/// The embedding and the untied output head, shared by every family.
+const EMBEDDINGS: &[NameRule] = &[
+    rule("token_embd.weight", "model.embed_tokens.weight", Fix::None),
+    rule("output.weight", "lm_head.weight", Fix::None),
+];
+
+/// The v/o projections and the MLP, shared by every family.
+const PROJECTIONS: &[NameRule] = &[
+    rule("blk.{i}.attn_v.weight", "model.layers.{i}.self_attn.v_proj.weight", Fix::None),
+    rule("blk.{i}.attn_output.weight", "model.layers.{i}.self_attn.o_proj.weight", Fix::None),
+    rule("blk.{i}.ffn_gate.weight", "model.layers.{i}.mlp.gate_proj.weight", Fix::None),
+    rule("blk.{i}.ffn_up.weight", "model.layers.{i}.mlp.up_proj.weight", Fix::None),
+    rule("blk.{i}.ffn_down.weight", "model.layers.{i}.mlp.down_proj.weight", Fix::None),
+];
+
+/// q/k as stored by families whose converter leaves them alone (Qwen2, Gemma).
+const QK_PLAIN: &[NameRule] = &[
+    rule("blk.{i}.attn_q.weight", "model.layers.{i}.self_attn.q_proj.weight", Fix::None),
+    rule("blk.{i}.attn_k.weight", "model.layers.{i}.self_attn.k_proj.weight", Fix::None),
+];
+
+/// Llama: q/k rows interleaved by the converter, one norm before attention, one before the MLP.
+const LLAMA_LAYER: &[NameRule] = &[
+    rule("output_norm.weight", "model.norm.weight", Fix::None),
+    rule("blk.{i}.attn_q.weight", "model.layers.{i}.self_attn.q_proj.weight", Fix::UnpermuteRope(Heads::Query)),
+    rule("blk.{i}.attn_k.weight", "model.layers.{i}.self_attn.k_proj.weight", Fix::UnpermuteRope(Heads::KeyValue)),
+    rule("blk.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight", Fix::None),
+    rule("blk.{i}.ffn_norm.weight", "model.layers.{i}.post_attention_layernorm.weight", Fix::None),
+];
+
+/// Qwen2: Llama's norms plus q/k/v biases; q/k rows as Hugging Face has them.
+const QWEN2_LAYER: &[NameRule] = &[
+    rule("output_norm.weight", "model.norm.weight", Fix::None),
+    rule("blk.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight", Fix::None),
+    rule("blk.{i}.ffn_norm.weight", "model.layers.{i}.post_attention_layernorm.weight", Fix::None),
+    rule("blk.{i}.attn_q.bias", "model.layers.{i}.self_attn.q_proj.bias", Fix::None),
+    rule("blk.{i}.attn_k.bias", "model.layers.{i}.self_attn.k_proj.bias", Fix::None),
+    rule("blk.{i}.attn_v.bias", "model.layers.{i}.self_attn.v_proj.bias", Fix::None),
+];
+
+/// Gemma 2/3: sandwich norms (GGUF's `ffn_norm` is Hugging Face's *pre*-feedforward norm) and,
+/// in Gemma 3, q/k norms; every norm stored as `1 + w`.
+const GEMMA_LAYER: &[NameRule] = &[
+    rule("output_norm.weight", "model.norm.weight", Fix::GemmaNormOffset),
+    rule("blk.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight", Fix::GemmaNormOffset),
+    rule(
+        "blk.{i}.post_attention_norm.weight",
+        "model.layers.{i}.post_attention_layernorm.weight",
+        Fix::GemmaNormOffset,
+    ),
+    rule("blk.{i}.ffn_norm.weight", "model.layers.{i}.pre_feedforward_layernorm.weight", Fix::GemmaNormOffset),
+    rule("blk.{i}.post_ffw_norm.weight", "model.layers.{i}.post_feedforward_layernorm.weight", Fix::GemmaNormOffset),
+    rule("blk.{i}.attn_q_norm.weight", "model.layers.{i}.self_attn.q_norm.weight", Fix::GemmaNormOffset),
+    rule("blk.{i}.attn_k_norm.weight", "model.layers.{i}.self_attn.k_norm.weight", Fix::GemmaNormOffset),
+];
+
+/// Every rule of `family`: model-level tensors first, then the per-layer ones.
+pub fn rules(family: Family) -> Vec<NameRule> {
+    match family {
+        Family::Llama => [EMBEDDINGS, LLAMA_LAYER, PROJECTIONS].concat(),
+        Family::Qwen2 => [EMBEDDINGS, QWEN2_LAYER, QK_PLAIN, PROJECTIONS].concat(),
+        Family::Gemma2 | Family::Gemma3 => [EMBEDDINGS, GEMMA_LAYER, QK_PLAIN, PROJECTIONS].concat(),
+    }
+}
 
 /// `pattern` with `{i}` replaced by `layer`.
 pub fn expand(pattern: &str, layer: usize) -> String {
@@ -98,6 +182,23 @@ pub enum FixUp {
     /// Gemma GGUF stores RMSNorm weights as `w + 1` (llama.cpp's Gemma norm multiplies by the
     /// stored value); Hugging Face stores `w` and multiplies by `1 + w`. [`subtract_one`] undoes it.
     GemmaNormOffset,
+    /// The tensor is rows `start .. start + len` of a fused one (e.g. `k_proj` of `attn_qkv`:
+    /// with 4 query and 2 kv heads of width 8, rows 32..48); [`take_rows`] cuts them out.
+    Rows {
+        /// First row.
+        start: usize,
+        /// Rows taken.
+        len: usize,
+    },
+}
+
+/// Rows `start .. start + len` of a row-major `[rows, cols]` tensor; `None` when out of range.
+///
+/// # Shapes
+/// - `data`: `[rows, cols]` (or `[rows]`, `cols = 1`) → `[len, cols]`
+pub fn take_rows(data: &[f32], cols: usize, start: usize, len: usize) -> Option<Vec<f32>> {
+    let end = start.checked_add(len)?.checked_mul(cols)?;
+    (end <= data.len()).then(|| data[start * cols..end].to_vec())
 }
 
 /// Undoes llama.cpp's `LlamaModel.permute` on the rows of a `[rows, cols]` projection (or a
@@ -171,23 +272,55 @@ mod tests {
 
     #[test]
     fn tables_cover_each_family() {
-        let gemma = rules(Family::Gemma3);
-        assert!(gemma.contains(&("blk.{i}.ffn_norm.weight", "model.layers.{i}.pre_feedforward_layernorm.weight")));
-        assert!(gemma.contains(&("output.weight", "lm_head.weight")));
-        let qwen = rules(Family::Qwen2);
-        assert!(qwen.contains(&("blk.{i}.attn_q.bias", "model.layers.{i}.self_attn.q_proj.bias")));
-        let llama = rules(Family::Llama);
-        assert!(llama.contains(&("blk.{i}.ffn_norm.weight", "model.layers.{i}.post_attention_layernorm.weight")));
-        assert!(!llama.iter().any(|(g, _)| g.ends_with(".bias")));
+        let has = |f: Family, gguf: &str, hf: &str, fix: Fix| {
+            rules(f).iter().any(|r| r.gguf == gguf && r.hf == hf && r.fix == fix)
+        };
+        let pre_ffn = "model.layers.{i}.pre_feedforward_layernorm.weight";
+        assert!(has(Family::Gemma3, "blk.{i}.ffn_norm.weight", pre_ffn, Fix::GemmaNormOffset));
+        assert!(has(Family::Gemma3, "output_norm.weight", "model.norm.weight", Fix::GemmaNormOffset));
+        assert!(has(Family::Gemma3, "output.weight", "lm_head.weight", Fix::None));
+        assert!(has(Family::Qwen2, "blk.{i}.attn_q.bias", "model.layers.{i}.self_attn.q_proj.bias", Fix::None));
+        assert!(has(Family::Qwen2, "blk.{i}.attn_q.weight", "model.layers.{i}.self_attn.q_proj.weight", Fix::None));
+        let post_attn = "model.layers.{i}.post_attention_layernorm.weight";
+        assert!(has(Family::Llama, "blk.{i}.ffn_norm.weight", post_attn, Fix::None));
+        let k = "model.layers.{i}.self_attn.k_proj.weight";
+        assert!(has(Family::Llama, "blk.{i}.attn_k.weight", k, Fix::UnpermuteRope(Heads::KeyValue)));
+        assert!(!rules(Family::Llama).iter().any(|r| r.gguf.ends_with(".bias")));
         for family in [Family::Llama, Family::Qwen2, Family::Gemma2, Family::Gemma3] {
             let r = rules(family);
-            let mut hf: Vec<_> = r.iter().map(|(_, h)| *h).collect();
+            let mut hf: Vec<_> = r.iter().map(|r| r.hf).collect();
             hf.sort_unstable();
             hf.dedup();
             assert_eq!(hf.len(), r.len(), "{family:?} maps two GGUF names to one HF name");
         }
         assert_eq!(expand("blk.{i}.attn_q.weight", 12), "blk.12.attn_q.weight");
-        assert_eq!(family_for_architecture("gemma3"), Some(Family::Gemma3));
-        assert_eq!(family_for_architecture("phi3"), None);
+    }
+
+    /// A Phi-3-style table: one fused `attn_qkv` tensor feeds three Hugging Face tensors.
+    const FUSED: &[NameRule] = &[
+        rule("blk.{i}.attn_qkv.weight", "model.layers.{i}.self_attn.q_proj.weight", Fix::FusedQkv(Qkv::Q)),
+        rule("blk.{i}.attn_qkv.weight", "model.layers.{i}.self_attn.k_proj.weight", Fix::FusedQkv(Qkv::K)),
+        rule("blk.{i}.attn_qkv.weight", "model.layers.{i}.self_attn.v_proj.weight", Fix::FusedQkv(Qkv::V)),
+    ];
+
+    #[test]
+    fn a_fused_qkv_tensor_splits_into_its_three_projections() {
+        // 2 query heads and 1 kv head of width 2: q has 4 rows, k and v 2 each; 3 columns.
+        // Row r of the fused tensor holds (r, r, r), so each block is recognisable.
+        let heads = HeadCounts { heads: 2, kv_heads: 1, head_dim: 2 };
+        let fused: Vec<f32> = (0..8).flat_map(|r| [r as f32; 3]).collect();
+        let rows = |r: std::ops::Range<usize>| -> Vec<f32> { r.flat_map(|r| [r as f32; 3]).collect() };
+        let mut got = Vec::new();
+        for r in FUSED {
+            let Some(FixUp::Rows { start, len }) = r.fix.resolve(Some(heads)) else { panic!("{r:?}") };
+            got.push((expand(r.hf, 0), take_rows(&fused, 3, start, len).unwrap()));
+        }
+        assert_eq!(got[0], ("model.layers.0.self_attn.q_proj.weight".into(), rows(0..4)));
+        assert_eq!(got[1], ("model.layers.0.self_attn.k_proj.weight".into(), rows(4..6)));
+        assert_eq!(got[2], ("model.layers.0.self_attn.v_proj.weight".into(), rows(6..8)));
+        // Without head counts the split cannot be made; out of range rows are refused.
+        assert_eq!(FUSED[0].fix.resolve(None), None);
+        assert!(FUSED[0].fix.needs_heads() && !Fix::GemmaNormOffset.needs_heads());
+        assert_eq!(take_rows(&fused, 3, 6, 3), None);
     }
 }

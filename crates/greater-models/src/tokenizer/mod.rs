@@ -213,11 +213,6 @@ impl Tokenizer {
         self.special.unk
     }
 
-    /// All four special ids.
-    pub fn special_ids(&self) -> SpecialIds {
-        self.special
-    }
-
     /// The BOS token's text (`<bos>`), for chat templates.
     pub fn bos_token(&self) -> Option<String> {
         self.special.bos.and_then(|id| self.id_to_token(id))

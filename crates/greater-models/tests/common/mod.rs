@@ -4,10 +4,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// Whether missing models and golden data fail the test (`GREATER_REQUIRE_MODELS=1`).
-pub fn required() -> bool {
-    std::env::var("GREATER_REQUIRE_MODELS").is_ok_and(|v| v == "1")
-}
+#[allow(unused_imports)] // each test file uses a different subset
+pub use greater_testkit::{assert_close, assert_close_rel, cache_dir, models_required as required};
 
 /// The cached GGUF of a registry model, or `None` (after saying so) when absent and not required.
 pub fn model_path(name: &str) -> Option<PathBuf> {
@@ -43,20 +41,9 @@ pub fn optional_model_path(name: &str) -> Option<PathBuf> {
     None
 }
 
-/// `$GREATER_CACHE`, or else `<user cache dir>/greater`.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("GREATER_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("greater")))
-        .expect("no cache directory")
-}
-
 /// The golden folder of a model.
 pub fn golden_dir(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("GREATER_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
-    let p = root.join(name);
+    let p = greater_testkit::golden_root().join(name);
     if p.exists() {
         return Some(p);
     }
@@ -97,32 +84,4 @@ pub fn safetensors(path: PathBuf) -> HashMap<String, Golden> {
             (name, Golden { shape: view.shape().to_vec(), data })
         })
         .collect()
-}
-
-/// Assert `|a - b| <= tol` everywhere, reporting the worst index and both values.
-pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut worst = (0usize, 0.0f64);
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let d = (g as f64 - w).abs();
-        if d > worst.1 || d.is_nan() {
-            worst = (i, d);
-        }
-    }
-    let (i, d) = worst;
-    assert!(d <= tol, "{what}: max |diff| {d:.3e} > {tol:.1e} at {i}: got {} want {}", got[i], want[i]);
-}
-
-/// Assert `|a - b| <= tol · |b|` everywhere (relative), reporting the worst index and both values.
-pub fn assert_close_rel(what: &str, got: &[f32], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut worst = (0usize, 0.0f64);
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let d = (g as f64 - w).abs() / w.abs().max(1e-12);
-        if d > worst.1 || d.is_nan() {
-            worst = (i, d);
-        }
-    }
-    let (i, d) = worst;
-    assert!(d <= tol, "{what}: max rel diff {d:.3e} > {tol:.1e} at {i}: got {} want {}", got[i], want[i]);
 }

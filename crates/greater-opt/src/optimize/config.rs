@@ -48,6 +48,10 @@ pub struct OptimizeConfig {
     pub dot_rule_fraction: f32,
     /// Allow non-ASCII, digits and most punctuation as candidates (false).
     pub allow_non_ascii: bool,
+    /// Token texts allowed as candidates besides letters and spaces (the official `.`, `,`, ` `).
+    pub allowed_punctuation: Vec<String>,
+    /// The slot the prompt grows by (the official `encode("_")[-1]`).
+    pub placeholder: String,
     /// Stop when the best selection score drops below this (0.12).
     pub loss_threshold: f32,
     /// Steps without improvement before restarting from the best prompt (150).
@@ -117,6 +121,8 @@ impl Default for OptimizeConfig {
             selection_nll_weight: 0.02,
             dot_rule_fraction: 0.5,
             allow_non_ascii: false,
+            allowed_punctuation: [".", ",", " "].map(String::from).to_vec(),
+            placeholder: "_".into(),
             loss_threshold: 0.12,
             patience: 150,
             top_prompts: 10,

@@ -112,7 +112,7 @@ impl Run<'_> {
             state::save(&self.dir, &s)?;
             s
         };
-        let banned = proposal::banned_tokens(&self.loaded.tokenizer, self.cfg.allow_non_ascii)?;
+        let banned = proposal::banned_tokens(&self.loaded.tokenizer, self.cfg)?;
         while state.step < self.cfg.steps && !state.finished {
             if self.observer.should_stop() {
                 return Err(OptError::Interrupted(self.dir.clone()));
@@ -138,8 +138,5 @@ pub fn load_config(dir: &Path) -> Result<OptimizeConfig, OptError> {
 
 /// A per-step seed derived from the run seed, so a resumed run draws the same numbers.
 pub fn step_seed(seed: u64, step: usize) -> u64 {
-    let mut z = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    greater_models::rng::derive_seed(seed, step as u64)
 }

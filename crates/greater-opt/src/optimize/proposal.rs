@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use burn::tensor::Tensor;
 use greater_models::arch::CausalLm;
 use greater_models::cache::KvCache;
-use greater_models::generate::prefill;
+use greater_models::generate::try_prefill;
 use greater_models::layers::download;
 use greater_models::tokenizer::Tokenizer;
 use rand::SeedableRng;
@@ -17,9 +17,9 @@ use super::config::OptimizeConfig;
 use crate::OptError;
 
 /// Which ids may never be proposed: special tokens always; unless `allow_non_ascii`, every token
-/// whose text is not letters and spaces only (`"."`, `","` and `" "` excepted), as the official
-/// filter does. Computed once per run.
-pub fn banned_tokens(tok: &Tokenizer, allow_non_ascii: bool) -> Result<Vec<bool>, OptError> {
+/// whose text is not letters and spaces only (`allowed_punctuation` excepted: `"."`, `","` and
+/// `" "` by default), as the official filter does. Computed once per run.
+pub fn banned_tokens(tok: &Tokenizer, cfg: &OptimizeConfig) -> Result<Vec<bool>, OptError> {
     let v = tok.vocab_size();
     let mut banned = vec![false; v];
     for (id, b) in banned.iter_mut().enumerate() {
@@ -28,11 +28,11 @@ pub fn banned_tokens(tok: &Tokenizer, allow_non_ascii: bool) -> Result<Vec<bool>
             *b = true;
             continue;
         }
-        if allow_non_ascii {
+        if cfg.allow_non_ascii {
             continue;
         }
         let text = tok.decode(&[id], false)?;
-        let allowed = matches!(text.as_str(), "." | "," | " ")
+        let allowed = cfg.allowed_punctuation.contains(&text)
             || (!text.is_empty() && text.chars().all(|c| c.is_ascii_alphabetic() || c == ' '));
         *b = !allowed;
     }
@@ -41,21 +41,25 @@ pub fn banned_tokens(tok: &Tokenizer, allow_non_ascii: bool) -> Result<Vec<bool>
 
 /// The next-token log-probabilities at the prompt position for every example: one batched prefix
 /// forward (the prefix up to the position, not the whole sequence). Returns `[n][vocab]` rows.
-pub fn position_logits(model: &dyn CausalLm, prefixes: &[Vec<u32>], batch_size: usize) -> Vec<Vec<f32>> {
+pub fn position_logits(
+    model: &dyn CausalLm,
+    prefixes: &[Vec<u32>],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>, OptError> {
     let mut out = vec![Vec::new(); prefixes.len()];
     let mut order: Vec<usize> = (0..prefixes.len()).collect();
     order.sort_by_key(|&i| (prefixes[i].len(), i));
     for chunk in order.chunks(batch_size.max(1)) {
         let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| prefixes[i].clone()).collect();
         let mut cache = KvCache::uncached(batch.len());
-        let logits: Tensor<2> = prefill(model, &batch, &mut cache);
+        let logits: Tensor<2> = try_prefill(model, &batch, &mut cache)?;
         let v = logits.dims()[1];
         let flat = download(logits);
         for (k, &i) in chunk.iter().enumerate() {
             out[i] = flat[k * v..(k + 1) * v].to_vec();
         }
     }
-    out
+    Ok(out)
 }
 
 /// Propose candidates from per-example logits at the position.

@@ -103,7 +103,7 @@ pub(super) fn step(
             Ok::<_, OptError>(r)
         }
     })?;
-    let candidates = timed(&mut seconds.proposal, || candidates(&ctx, banned));
+    let candidates = timed(&mut seconds.proposal, || candidates(&ctx, banned))?;
     let grads = timed(&mut seconds.gradient, || gradients(&ctx, &reasoning, &candidates))?;
     let top: Vec<u32> = top_mu(&grads.grad, run.cfg.mu).into_iter().map(|i| candidates[i]).collect();
     let sel = timed(&mut seconds.selection, || select(&ctx, &top, &reasoning))?;
@@ -145,15 +145,15 @@ fn timed<T>(slot: &mut f64, f: impl FnOnce() -> T) -> T {
 }
 
 /// Candidates at the position from the prefix forwards (SPEC B.1.2 C.2).
-fn candidates(ctx: &StepContext<'_>, banned: &[bool]) -> Vec<u32> {
+fn candidates(ctx: &StepContext<'_>, banned: &[bool]) -> Result<Vec<u32>, OptError> {
     let (cfg, control, pos) = (ctx.cfg(), &ctx.state.control, ctx.pos);
     ctx.run.observer.phase("proposal", 1);
     let prefixes: Vec<Vec<u32>> = ctx.prep.layouts.iter().map(|l| [&l.prefix[..], &control[..pos]].concat()).collect();
-    let logits = position_logits(&ctx.run.loaded.model, &prefixes, cfg.batch_size);
+    let logits = position_logits(&ctx.run.loaded.model, &prefixes, cfg.batch_size)?;
     let previous = (pos > 0).then(|| control[pos - 1]);
     let out = propose(&logits, banned, previous, control[pos], cfg, step_seed(cfg.seed, ctx.state.step));
     ctx.run.observer.advance(1);
-    out
+    Ok(out)
 }
 
 /// One-hot gradients through the fixed reasoning, summed over examples (SPEC B.1.2 C.3).
@@ -197,7 +197,7 @@ fn next_state(ctx: &StepContext<'_>, sel: &Selection, seconds: PhaseSeconds) -> 
         Advance::To(p) => p,
         Advance::Wrap => 0,
         Advance::Grow => {
-            next.control.push(placeholder(tok)?);
+            next.control.push(placeholder(tok, &cfg.placeholder)?);
             // The grown prompt has no reasoning yet.
             next.reasoning = None;
             chosen_prompt.len()
@@ -235,7 +235,8 @@ fn next_state(ctx: &StepContext<'_>, sel: &Selection, seconds: PhaseSeconds) -> 
     Ok(next)
 }
 
-/// The placeholder slot the prompt grows by (the official `encode("_")[-1]`).
-fn placeholder(tok: &Tokenizer) -> Result<u32, OptError> {
-    tok.encode("_", false)?.last().copied().ok_or_else(|| OptError::Invalid("cannot encode the placeholder `_`".into()))
+/// The slot the prompt grows by: the last token of `text` (the official `encode("_")[-1]`).
+fn placeholder(tok: &Tokenizer, text: &str) -> Result<u32, OptError> {
+    let none = || OptError::Invalid(format!("config: the placeholder {text:?} encodes to no token"));
+    tok.encode(text, false)?.last().copied().ok_or_else(none)
 }

@@ -4,22 +4,28 @@
 //! These are the yardsticks of the model figures: prefill is compared with the GEMM rate of the
 //! same shapes, and batch-1 decode with the time it takes just to stream the weights once.
 //!
-//! Self-contained (std, burn and serde only) so the criterion benches can include it with
-//! `#[path = "../src/bench/machine.rs"]`.
+//! The criterion benches use it as `greater_bench::machine`.
 
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
 
-/// Median of `xs` (the mean of the two middle values for an even count); `NaN` when empty.
-pub fn median(xs: &[f64]) -> f64 {
+/// Median of `xs` (the mean of the two middle values for an even count); `None` when empty,
+/// so each caller states what "no runs" means for it. The one median of the workspace.
+pub fn median(xs: &[f64]) -> Option<f64> {
     if xs.is_empty() {
-        return f64::NAN;
+        return None;
     }
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+/// Median seconds of timed runs; `NaN` when there were none (`--runs 0`), which prints as
+/// `NaN` and never passes a goal.
+pub fn median_s(times: &[f64]) -> f64 {
+    median(times).unwrap_or(f64::NAN)
 }
 
 /// Run `f` `warmup` times untimed, then `runs` times, and return each timed run in seconds.
@@ -64,7 +70,7 @@ pub fn gemm_rate(device: &Device, m: usize, k: usize, n: usize, runs: usize) -> 
         device.sync().expect("device sync");
         drop(c);
     });
-    let median_s = median(&times);
+    let median_s = median_s(&times);
     GemmRate {
         shape: format!("{m}x{k} * {k}x{n}"),
         m,
@@ -99,8 +105,8 @@ pub fn bandwidth(bytes: usize, threads: usize, runs: usize) -> Bandwidth {
     let mut dst = vec![0.0f32; n];
     let threads = threads.max(1);
     let chunk = n.div_ceil(threads);
-    let copy_1t = median(&time_runs(1, runs, || dst.copy_from_slice(&src)));
-    let copy_nt = median(&time_runs(1, runs, || {
+    let copy_1t = median_s(&time_runs(1, runs, || dst.copy_from_slice(&src)));
+    let copy_nt = median_s(&time_runs(1, runs, || {
         std::thread::scope(|s| {
             for (d, c) in dst.chunks_mut(chunk).zip(src.chunks(chunk)) {
                 s.spawn(move || d.copy_from_slice(c));
@@ -108,8 +114,8 @@ pub fn bandwidth(bytes: usize, threads: usize, runs: usize) -> Bandwidth {
         })
     }));
     let mut sink = 0.0f32;
-    let read_1t = median(&time_runs(1, runs, || sink += sum_lanes(&src)));
-    let read_nt = median(&time_runs(1, runs, || {
+    let read_1t = median_s(&time_runs(1, runs, || sink += sum_lanes(&src)));
+    let read_nt = median_s(&time_runs(1, runs, || {
         sink += std::thread::scope(|s| {
             let hs: Vec<_> = src.chunks(chunk).map(|c| s.spawn(move || sum_lanes(c))).collect();
             hs.into_iter().map(|h| h.join().expect("reader thread")).sum::<f32>()
@@ -201,9 +207,10 @@ mod tests {
 
     #[test]
     fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert!(median(&[]).is_nan());
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert!(median_s(&[]).is_nan());
     }
 
     #[test]

@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use greater_grad::{GradExample, GradOptions, TrainSequence, losses_at, token_gradients};
 use greater_models::arch::CausalLm;
-use greater_models::loading::memory::SplitMix64;
 use greater_models::model::LoadedModel;
+use greater_models::rng::SplitMix64;
 
-use super::machine;
-use super::{Common, token_ids, verdict, write_json};
+use crate::machine;
+use crate::{Common, token_ids, verdict, write_json};
 
 /// Goal: backward time over forward time.
 pub const GOAL_BACKWARD_OVER_FORWARD: f64 = 2.5;
@@ -113,7 +113,7 @@ pub struct Memory {
 /// Run the suite, print a table and write `grad.json`.
 pub fn run(args: &GradArgs) -> Result<()> {
     let load_start = machine::load_average();
-    let path = super::resolve_model(&args.model)?;
+    let path = crate::resolve_model(&args.model)?;
     let device = greater_models::default_device();
     eprintln!("{}: loading {}", args.model, path.display());
     let loaded = LoadedModel::load(&path, &device).with_context(|| format!("loading {}", path.display()))?;
@@ -224,7 +224,7 @@ fn time_batch(model: &dyn CausalLm, set: &Workload, b: usize, runs: usize) -> Re
     if let Some(e) = err {
         return Err(e.into());
     }
-    let (fb_s, fwd_s) = (machine::median(&fb), machine::median(&fwd));
+    let (fb_s, fwd_s) = (machine::median_s(&fb), machine::median_s(&fwd));
     let backward_over_forward = (fb_s - fwd_s) / fwd_s;
     Ok(GradTiming {
         batch: b,

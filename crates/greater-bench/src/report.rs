@@ -5,10 +5,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use greater_models::model::LoadedModel;
+use greater_opt::optimize::state::StepSummary;
+use greater_opt::optimize::{OptimizeConfig, Run};
+use greater_opt::{Observer, OptError, finish};
 use greater_tasks::Task;
 
-use crate::optimize::{OptimizeConfig, PhaseSeconds, Run};
-use crate::{Observer, OptError, finish};
+use crate::machine::median;
 
 /// One row of the benchmark table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -62,13 +64,16 @@ pub fn run_task(
             .map_err(|e| OptError::BadFile { path: dir.join("events.jsonl"), reason: e.to_string() })?;
         tokens += v["generated_tokens"].as_u64().unwrap_or(0);
     }
-    let gen_seconds: f64 = state.history.iter().map(|h| h.seconds.generating()).sum();
-    let per_step: Vec<f64> = state.history.iter().map(|h| h.seconds.total()).collect();
-    let phase = |f: fn(&PhaseSeconds) -> f64| median(&state.history.iter().map(|h| f(&h.seconds)).collect::<Vec<_>>());
+    let phases: Vec<[f64; 4]> = state.history.iter().map(phase_seconds).collect();
+    let gen_seconds: f64 = phases.iter().map(|p| p[0] + p[3]).sum();
+    let per_step: Vec<f64> = phases.iter().map(|p| p.iter().sum()).collect();
+    // A run without steps has no step times: 0 s, not NaN (the JSON report must parse back).
+    let med = |xs: &[f64]| median(xs).unwrap_or(0.0);
+    let phase = |k: usize| med(&phases.iter().map(|p| p[k]).collect::<Vec<_>>());
     let d = report.test_difference.as_ref();
     let read = |name: &str| -> Option<f64> {
         let text = std::fs::read_to_string(dir.join("evals").join(name)).ok()?;
-        let r: crate::eval::EvalResult = serde_json::from_str(&text).ok()?;
+        let r: greater_opt::eval::EvalResult = serde_json::from_str(&text).ok()?;
         r.scores.constrained.map(|c| c.accuracy)
     };
     Ok(BenchRow {
@@ -80,28 +85,19 @@ pub fn run_task(
         difference: d.map_or(f64::NAN, |d| d.difference),
         p_value: d.map_or(f64::NAN, |d| d.p_value),
         test_examples: report.accuracy_final.test.map_or(0, |a| a.total),
-        step_seconds_median: median(&per_step),
-        phase_seconds_median: [
-            phase(|s| s.generation),
-            phase(|s| s.proposal),
-            phase(|s| s.gradient),
-            phase(|s| s.selection),
-        ],
+        step_seconds_median: med(&per_step),
+        phase_seconds_median: [phase(0), phase(1), phase(2), phase(3)],
         tokens_per_second: if gen_seconds > 0.0 { tokens as f64 / gen_seconds } else { 0.0 },
         final_prompt: report.final_prompt,
         total_seconds: t.elapsed().as_secs_f64(),
     })
 }
 
-/// The median of `xs` (0 for none).
-pub fn median(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        return 0.0;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+/// Seconds of one step in generation, proposal, gradient and selection (the order of
+/// [`BenchRow::phase_seconds_median`]); the one place that reads the loop's timing record.
+fn phase_seconds(step: &StepSummary) -> [f64; 4] {
+    let s = &step.seconds;
+    [s.generation, s.proposal, s.gradient, s.selection]
 }
 
 /// The table as text, one row per task.
@@ -185,13 +181,6 @@ pub fn comparison(reports: &[BenchReport]) -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn median_of_odd_and_even() {
-        assert_eq!(super::median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(super::median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(super::median(&[]), 0.0);
-    }
-
     fn row(task: &str, initial: f64, fin: f64, constrained: Option<f64>) -> super::BenchRow {
         super::BenchRow {
             task: task.into(),

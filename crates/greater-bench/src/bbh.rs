@@ -7,12 +7,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use greater_opt::bench::{BenchReport, BenchRow, run_task, table};
 use greater_opt::optimize::OptimizeConfig;
 
-use super::{Common, write_json};
-use crate::cmd::{load_model, load_task};
-use crate::progress::Bars;
+use crate::report::{BenchReport, BenchRow, run_task, table};
+use crate::{Common, Host, write_json};
 
 /// Arguments of `greater bench bbh`. The defaults are small enough for a 2-core CPU.
 #[derive(Debug, clap::Args)]
@@ -50,12 +48,12 @@ pub struct BbhArgs {
 }
 
 /// Run the suite.
-pub fn run(args: &BbhArgs) -> Result<()> {
-    let loaded = load_model(&args.model)?;
+pub fn run(args: &BbhArgs, host: &dyn Host) -> Result<()> {
+    let loaded = host.load_model(&args.model)?;
     let slug = model_slug(&args.model);
     let mut rows: Vec<BenchRow> = Vec::new();
     for name in &args.tasks {
-        let task = load_task(name)?;
+        let task = host.load_task(name)?;
         let cfg = OptimizeConfig {
             model: args.model.clone(),
             task: name.clone(),
@@ -72,9 +70,10 @@ pub fn run(args: &BbhArgs) -> Result<()> {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
-        let bars = Bars::with_steps(cfg.steps, 0);
-        let row = run_task(&loaded, &task, &cfg, &dir, &bars).with_context(|| format!("benchmarking {name}"))?;
-        bars.finish();
+        let observer = host.observer(cfg.steps);
+        let row =
+            run_task(&loaded, &task, &cfg, &dir, observer.as_ref()).with_context(|| format!("benchmarking {name}"))?;
+        drop(observer);
         eprintln!("{name}: done in {:.0} s; final prompt {:?}", row.total_seconds, row.final_prompt);
         rows.push(row);
     }

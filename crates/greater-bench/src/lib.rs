@@ -1,10 +1,16 @@
-//! `greater bench`: end-to-end benchmarks that write a JSON report (`cargo xtask bench <suite>`
-//! runs them into `target/bench/`).
+//! `greater-bench`: every benchmark of the workspace in one crate. The `greater` binary runs the
+//! end-to-end suites (`greater bench <suite>`, `cargo xtask bench <suite>` writes them into
+//! `target/bench/`); the criterion micro-benchmarks live in `benches/`.
+//!
+//! The CLI parses the flags (the argument structs here derive `clap::Args`) and supplies, through
+//! [`Host`], what only it does: fetching models with a progress bar, finding task data, drawing
+//! progress. Everything measured and every report format lives here.
 //!
 //! - `models`: prefill and decode throughput of real models, next to what the machine can do
 //!   (f32 GEMM GFLOP/s, memory bandwidth) and a per-part timing of one decode step;
 //! - `grad`: forward+backward time of the token gradient against forward-only time, and peak RSS;
-//! - `bbh`: optimise + evaluate per task (`bbh-<model>.json`); `compare` tables several models.
+//! - `bbh`: optimise + evaluate per task (`bbh-<model>.json`); `compare` tables several models;
+//! - `step --random NAME`: one GReaTer step of a random model in a real shape, by phase.
 //!
 //! Numbers come from here, never from timed tests. Criterion micro-benchmarks of single
 //! operations live in `benches/models.rs`.
@@ -15,10 +21,25 @@ pub mod compare;
 pub mod grad;
 pub mod machine;
 pub mod models;
+pub mod report;
+pub mod step;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use greater_models::model::LoadedModel;
+use greater_opt::Observer;
+use greater_tasks::Task;
+
+/// What the suites need from the program that runs them.
+pub trait Host {
+    /// Resolve (fetching if needed) and load a model.
+    fn load_model(&self, name: &str) -> Result<LoadedModel>;
+    /// Load a task by name, with its data.
+    fn load_task(&self, name: &str) -> Result<Task>;
+    /// Progress of an optimisation of `steps` steps; dropped when the run ends.
+    fn observer(&self, steps: usize) -> Box<dyn Observer>;
+}
 
 /// `greater bench <suite>`.
 #[derive(Debug, clap::Args)]
@@ -39,6 +60,8 @@ pub enum BenchCommand {
     Bbh(bbh::BbhArgs),
     /// Several models' `bbh` reports as one Markdown table, task by task.
     Compare(compare::CompareArgs),
+    /// One full GReaTer step of a random model in a real shape, timed by phase.
+    Step(step::StepArgs),
 }
 
 /// Options every suite takes.
@@ -54,7 +77,7 @@ pub struct Common {
 }
 
 /// Run the benchmark `args` names.
-pub fn run(args: BenchArgs) -> Result<()> {
+pub fn run(args: BenchArgs, host: &dyn Host) -> Result<()> {
     match args.command {
         BenchCommand::Models(a) => {
             setup(&a.common)?;
@@ -66,9 +89,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         BenchCommand::Bbh(a) => {
             setup(&a.common)?;
-            bbh::run(&a)
+            bbh::run(&a, host)
         }
         BenchCommand::Compare(a) => compare::run(&a),
+        BenchCommand::Step(a) => {
+            setup(&a.common)?;
+            step::run(&a)
+        }
     }
 }
 
@@ -84,7 +111,7 @@ fn setup(common: &Common) -> Result<()> {
 }
 
 /// Write `value` as pretty JSON to `dir/name` and return the path.
-fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<PathBuf> {
+pub fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<PathBuf> {
     let path = dir.join(name);
     let text = serde_json::to_string_pretty(value).context("serialising the report")?;
     std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
@@ -102,6 +129,6 @@ fn resolve_model(name: &str) -> Result<PathBuf> {
 }
 
 /// Deterministic pseudo-random token ids in `[lo, hi)`, so every run measures the same inputs.
-fn token_ids(rng: &mut greater_models::loading::memory::SplitMix64, n: usize, lo: u32, hi: u32) -> Vec<u32> {
+pub fn token_ids(rng: &mut greater_models::rng::SplitMix64, n: usize, lo: u32, hi: u32) -> Vec<u32> {
     (0..n).map(|_| lo + (rng.next_u64() % u64::from(hi - lo)) as u32).collect()
 }
