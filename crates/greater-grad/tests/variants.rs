@@ -51,7 +51,7 @@ fn variant_loss_is_minus_log_sum_of_variant_probabilities() {
     let want = -(m + log_p.iter().map(|l| (l - m).exp()).sum::<f64>().ln());
     let s = seq(&variants[0]);
     let ex = [GradExample { seq: &s, position: 2 }];
-    let got = token_gradients_with_variants(&model, &ex, &[variants.clone()], &CANDIDATES, &opts).unwrap();
+    let got = token_gradients_with_variants(&model, &ex, std::slice::from_ref(&variants), &CANDIDATES, &opts).unwrap();
     let got = got.examples[0].loss_answer as f64;
     assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "{got} vs {want}");
     // More accepted spellings never make the loss larger.

@@ -211,7 +211,7 @@ fn gemma3_270m_gguf_matches_golden_config() {
     assert_eq!(c.vocab_size, 262_144);
     assert_eq!((c.rope_theta, c.rope_local_theta), (1_000_000.0, 10_000.0));
     assert_eq!(c.query_pre_attn_scalar, 256.0);
-    assert_eq!(c.embed_scale, 25.298_221_588_134_766);
+    assert_eq!(c.embed_scale, 640f64.sqrt() as f32);
     assert_eq!((c.attn_logit_softcapping, c.final_logit_softcapping), (0.0, 0.0));
     let global: Vec<usize> = (0..18).filter(|&i| c.layer_attention[i] == LayerAttention::Global).collect();
     assert_eq!(global, [5, 11, 17]);

@@ -32,7 +32,7 @@ fn f32_f16_bf16() {
 
     // f16 0x3555 = 2^-2 * (1 + 341/1024) = 0.333251953125.
     let b = [0x00, 0x3C, 0x00, 0xC0, 0x55, 0x35];
-    assert_eq!(decode(GgmlType::F16, &b, 3), [1.0, -2.0, 0.333_251_953_125]);
+    assert_eq!(decode(GgmlType::F16, &b, 3), [1.0, -2.0, 1.0 / 4.0 * (1.0 + 341.0 / 1024.0)]);
 
     // bf16 is the top 16 bits of an f32: 0x3FC0 → 0x3FC00000 = 1.5, 0xC040 → -3.0.
     let b = [0xC0, 0x3F, 0x40, 0xC0];
@@ -308,7 +308,7 @@ fn many_blocks_decode_like_one_block_each() {
     let mut bytes = Vec::with_capacity(n_blocks * 34);
     for k in 0..n_blocks {
         bytes.extend(h(1.0 / (1 << (k % 8)) as f32));
-        bytes.extend((0..32).map(|j| (j as i32 - 16 + (k % 7) as i32) as i8 as u8));
+        bytes.extend((0..32).map(|j| (j - 16 + (k % 7) as i32) as i8 as u8));
     }
     let got = decode(GgmlType::Q8_0, &bytes, n_blocks * 32);
     for k in [0, 1, 7, n_blocks / 2, n_blocks - 1] {

@@ -52,7 +52,7 @@ fn answer_pass_agrees_with_sequence_scoring_and_evaluation() {
     let ev = evaluate(&loaded, &task.spec, examples, &PromptInput::Text(PROMPT.into()), &opts, &NoObserver).unwrap();
     for (o, rec) in out.iter().zip(&ev.records) {
         assert_eq!(o.graded_mistake, !rec.correct, "{rec:?}");
-        assert_eq!(tok.decode(&o.answer, true).unwrap().starts_with(&rec.raw_answer), true);
+        assert!(tok.decode(&o.answer, true).unwrap().starts_with(&rec.raw_answer));
     }
 }
 

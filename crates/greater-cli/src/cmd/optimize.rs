@@ -59,6 +59,16 @@ pub struct OptimizeArgs {
     /// Skip the final dev/test evaluation (the final prompt is then the best training prompt).
     #[arg(long)]
     no_final_eval: bool,
+    /// The gradient's answer target: `official` (the paper's: extractor space + gold, one
+    /// tokenisation) or `variants` (every spelling the evaluation grades as the gold, e.g. `True`
+    /// and ` True`) [default: official].
+    #[arg(long, value_name = "T", value_parser = ["official", "variants"])]
+    answer_target: Option<String>,
+    /// The selection score's mistake flag: `teacher_forced` (the paper's) or `graded` (the greedy
+    /// answer does not grade as the gold, as in evaluation; both flags then go to events.jsonl)
+    /// [default: teacher_forced].
+    #[arg(long, value_name = "M", value_parser = ["teacher_forced", "graded"])]
+    selection_mistake: Option<String>,
 }
 
 /// Run `greater optimize`.
@@ -139,6 +149,14 @@ fn override_with_flags(cfg: &mut OptimizeConfig, args: &OptimizeArgs) {
     }
     if let Some(n) = args.train {
         cfg.train = n;
+    }
+    if let Some(t) = &args.answer_target {
+        cfg.answer_target =
+            if t == "variants" { greater_opt::optimize::AnswerTarget::Variants } else { Default::default() };
+    }
+    if let Some(m) = &args.selection_mistake {
+        cfg.selection_mistake =
+            if m == "graded" { greater_opt::optimize::SelectionMistake::Graded } else { Default::default() };
     }
     if let Some(s) = args.seed {
         cfg.seed = s;
