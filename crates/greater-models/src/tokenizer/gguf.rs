@@ -83,7 +83,7 @@ pub(super) fn load(md: &Metadata, path: &Path) -> Result<Tokenizer, LoadError> {
             "GGUF vocabulary spells some tokens twice; the later id wins when encoding"
         );
     }
-    Tokenizer::from_parts(inner, path.to_path_buf(), vocab.special, vocab.add_bos_token, vocab.tokens.len())
+    Tokenizer::from_pipeline(inner, path.to_path_buf(), vocab.special, vocab.add_bos_token, vocab.tokens.len())
 }
 
 /// The `tokenizer.ggml.*` fields, checked for consistency.

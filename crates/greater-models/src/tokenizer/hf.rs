@@ -62,7 +62,7 @@ pub(super) fn load(tokenizer_json: &Path, config: Option<&Path>) -> Result<Token
         },
     };
     let vocab_size = inner.get_vocab_size(true);
-    Tokenizer::from_parts(inner, tokenizer_json.to_path_buf(), special, add_bos, vocab_size)
+    Tokenizer::from_pipeline(inner, tokenizer_json.to_path_buf(), special, add_bos, vocab_size)
 }
 
 /// Reads `path` as UTF-8 after checking its size against `limit` (before reading).

@@ -95,21 +95,10 @@ impl Tokenizer {
         gguf::load(metadata, path.as_ref())
     }
 
-    /// Assembles a tokenizer from a pipeline built in code (tests, random models). `origin` names
-    /// it in errors; `vocab_size` is the number of ids the model knows.
+    /// Assembles a tokenizer from a built pipeline: the two front doors use it, and so do tests and
+    /// random models that build one in code. `origin` names it in errors; `vocab_size` is the
+    /// number of ids the model knows, and every special id must be below it.
     pub fn from_pipeline(
-        inner: tokenizers::Tokenizer,
-        origin: PathBuf,
-        special: SpecialIds,
-        add_bos_token: bool,
-        vocab_size: usize,
-    ) -> Result<Self, LoadError> {
-        Self::from_parts(inner, origin, special, add_bos_token, vocab_size)
-    }
-
-    /// Assembles a tokenizer from a built pipeline. `vocab_size` is the number of ids the model
-    /// knows; every special id must be below it.
-    fn from_parts(
         inner: tokenizers::Tokenizer,
         origin: PathBuf,
         special: SpecialIds,
