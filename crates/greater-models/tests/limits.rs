@@ -2,46 +2,19 @@
 //! field, and the claim is refused before memory is allocated for it (a counting allocator in
 //! this test binary checks the peak). Also the regression tests of the fuzzer's findings.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use greater_models::chat::{ChatMessage, ChatTemplate, TemplateSource};
 use greater_models::loading::GgufFile;
 use greater_models::tokenizer::{MAX_MERGES, Tokenizer};
+use greater_testkit::alloc::{CountingAlloc, peak_of};
 
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
 /// Tests measure peaks one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-// SAFETY: forwards to `System`; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        // SAFETY: forwarded.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
 #[global_allocator]
-static A: Counting = Counting;
-
-/// Runs `f` and returns its result with the bytes it allocated at its peak.
-fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let out = f();
-    (out, PEAK.load(Ordering::Relaxed) - base)
-}
+static A: CountingAlloc = CountingAlloc;
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend((s.len() as u64).to_le_bytes());

@@ -1,32 +1,11 @@
 //! A data file with a line of 1 GB (or a file over 1 GiB) is an error naming the file and the
 //! line before memory is allocated for it; a counting allocator in this test binary checks.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use greater_tasks::{MAX_FILE_BYTES, MAX_LINE_BYTES};
-
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to `System`; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        // SAFETY: forwarded.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(p, l) }
-    }
-}
+use greater_testkit::alloc::{CountingAlloc, peak_of};
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: CountingAlloc = CountingAlloc;
 
 #[test]
 fn a_one_gigabyte_line_is_refused_naming_file_and_line() {
@@ -38,10 +17,7 @@ fn a_one_gigabyte_line_is_refused_naming_file_and_line() {
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(1_000_000_000).unwrap();
     drop(f);
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let err = greater_tasks::load_custom(&path).unwrap_err().to_string();
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let (err, peak) = peak_of(|| greater_tasks::load_custom(&path).unwrap_err().to_string());
     assert!(err.contains("huge.jsonl") && err.contains("line 3") && err.contains("limit"), "{err}");
     // Bounded by the line limit (a growing buffer and its copy), not by the 1 GB claim.
     assert!(peak < 4 * MAX_LINE_BYTES as usize, "allocated {peak} bytes");
@@ -49,11 +25,9 @@ fn a_one_gigabyte_line_is_refused_naming_file_and_line() {
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(MAX_FILE_BYTES + 1).unwrap();
     drop(f);
-    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
-    let base = LIVE.load(Ordering::Relaxed);
-    let err = greater_tasks::load_custom(&path).unwrap_err().to_string();
+    let (err, peak) = peak_of(|| greater_tasks::load_custom(&path).unwrap_err().to_string());
     assert!(err.contains("huge.jsonl") && err.contains("the file is longer"), "{err}");
-    assert!(PEAK.load(Ordering::Relaxed) - base < 1 << 20);
+    assert!(peak < 1 << 20);
 }
 
 #[test]

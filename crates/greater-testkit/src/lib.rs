@@ -5,7 +5,10 @@
 //!   [`data_root`]);
 //! - the skip rule: a test whose model or data is absent says so and passes, unless
 //!   `GREATER_REQUIRE_MODELS=1` ([`models_required`]), which makes it fail ([`unavailable`]);
-//! - one family of `assert_close` helpers that report the worst index and both values.
+//! - one family of `assert_close` helpers that report the worst index and both values;
+//! - a counting allocator for limit tests ([`alloc`]).
+
+pub mod alloc;
 
 use std::path::PathBuf;
 
