@@ -42,6 +42,10 @@ pub struct BbhArgs {
     /// Generation batch size.
     #[arg(long, default_value_t = 10)]
     pub batch_size: usize,
+    /// Turn off the selection speed-ups (one pass, drafts, pruning, continuous batching): the
+    /// plain path, to run side by side with the default one. Its results go to `bbh-<model>-plain`.
+    #[arg(long)]
+    pub plain: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,
@@ -50,7 +54,7 @@ pub struct BbhArgs {
 /// Run the suite.
 pub fn run(args: &BbhArgs, host: &dyn Host) -> Result<()> {
     let loaded = host.load_model(&args.model)?;
-    let slug = model_slug(&args.model);
+    let slug = model_slug(&args.model) + if args.plain { "-plain" } else { "" };
     let mut rows: Vec<BenchRow> = Vec::new();
     for name in &args.tasks {
         let task = host.load_task(name)?;
@@ -66,6 +70,7 @@ pub fn run(args: &BbhArgs, host: &dyn Host) -> Result<()> {
             batch_size: args.batch_size,
             ..OptimizeConfig::default()
         };
+        let cfg = if args.plain { cfg.without_accelerations() } else { cfg };
         let dir: PathBuf = args.common.out.join("bbh").join(&slug).join(name.replace('/', "_"));
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;

@@ -10,7 +10,8 @@
 //!   (f32 GEMM GFLOP/s, memory bandwidth) and a per-part timing of one decode step;
 //! - `grad`: forward+backward time of the token gradient against forward-only time, and peak RSS;
 //! - `bbh`: optimise + evaluate per task (`bbh-<model>.json`); `compare` tables several models;
-//! - `step --random NAME`: one GReaTer step of a random model in a real shape, by phase.
+//! - `step --random NAME`: one GReaTer step of a random model in a real shape, by phase;
+//! - `fidelity`: ZS-CoT against greater's and the paper's prompts on whole splits (resumable).
 //!
 //! Numbers come from here, never from timed tests. Criterion micro-benchmarks of single
 //! operations live in `benches/models.rs`.
@@ -18,6 +19,7 @@
 pub mod bbh;
 pub mod breakdown;
 pub mod compare;
+pub mod fidelity;
 pub mod grad;
 pub mod machine;
 pub mod models;
@@ -60,6 +62,8 @@ pub enum BenchCommand {
     Bbh(bbh::BbhArgs),
     /// Several models' `bbh` reports as one Markdown table, task by task.
     Compare(compare::CompareArgs),
+    /// ZS-CoT, greater's prompt and the paper's prompts on whole dev/test splits, paired tests.
+    Fidelity(fidelity::FidelityArgs),
     /// One full GReaTer step of a random model in a real shape, timed by phase.
     Step(step::StepArgs),
 }
@@ -92,6 +96,10 @@ pub fn run(args: BenchArgs, host: &dyn Host) -> Result<()> {
             bbh::run(&a, host)
         }
         BenchCommand::Compare(a) => compare::run(&a),
+        BenchCommand::Fidelity(a) => {
+            setup(&a.common)?;
+            fidelity::run(&a, host)
+        }
         BenchCommand::Step(a) => {
             setup(&a.common)?;
             step::run(&a)

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use greater_models::model::LoadedModel;
 use greater_opt::optimize::state::StepSummary;
-use greater_opt::optimize::{OptimizeConfig, Run};
+use greater_opt::optimize::{OptimizeConfig, Run, StepCost, StepEvent};
 use greater_opt::{Observer, OptError, finish};
 use greater_tasks::Task;
 
@@ -41,6 +41,15 @@ pub struct BenchRow {
     pub final_prompt: String,
     /// Seconds for the whole task, evaluations included.
     pub total_seconds: f64,
+    /// Seconds of the final evaluations (dev selection, train/dev/test of both prompts).
+    #[serde(default)]
+    pub eval_seconds: f64,
+    /// Whether the selection speed-ups were on.
+    #[serde(default)]
+    pub accelerated: bool,
+    /// Generation and speed-up counts over all steps.
+    #[serde(default)]
+    pub cost: StepCost,
 }
 
 /// Optimise and evaluate `task` with `cfg` in `dir`, and summarise.
@@ -59,10 +68,12 @@ pub fn run_task(
     let events =
         std::fs::read_to_string(dir.join("events.jsonl")).map_err(|e| OptError::io(dir.join("events.jsonl"), e))?;
     let mut tokens = 0u64;
+    let mut cost = StepCost::default();
     for line in events.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)
+        let e: StepEvent = serde_json::from_str(line)
             .map_err(|e| OptError::BadFile { path: dir.join("events.jsonl"), reason: e.to_string() })?;
-        tokens += v["generated_tokens"].as_u64().unwrap_or(0);
+        tokens += e.generated_tokens as u64;
+        add_cost(&mut cost, &e.cost);
     }
     let phases: Vec<[f64; 4]> = state.history.iter().map(phase_seconds).collect();
     let gen_seconds: f64 = phases.iter().map(|p| p[0] + p[3]).sum();
@@ -90,7 +101,25 @@ pub fn run_task(
         tokens_per_second: if gen_seconds > 0.0 { tokens as f64 / gen_seconds } else { 0.0 },
         final_prompt: report.final_prompt,
         total_seconds: t.elapsed().as_secs_f64(),
+        eval_seconds: report.seconds.evaluation,
+        accelerated: cfg.accelerated(),
+        cost,
     })
+}
+
+/// Sum `c` into `total` (the acceptance rate recomputed from the sums).
+fn add_cost(total: &mut StepCost, c: &StepCost) {
+    total.decoded_tokens += c.decoded_tokens;
+    total.drafted_tokens += c.drafted_tokens;
+    total.accepted_tokens += c.accepted_tokens;
+    total.forwards += c.forwards;
+    total.pruned_candidates += c.pruned_candidates;
+    total.skipped_candidates += c.skipped_candidates;
+    total.pruned_examples += c.pruned_examples;
+    total.selection_generation += c.selection_generation;
+    total.selection_scoring += c.selection_scoring;
+    total.acceptance_rate =
+        if total.drafted_tokens == 0 { 0.0 } else { total.accepted_tokens as f64 / total.drafted_tokens as f64 };
 }
 
 /// Seconds of one step in generation, proposal, gradient and selection (the order of
@@ -103,14 +132,31 @@ fn phase_seconds(step: &StepSummary) -> [f64; 4] {
 /// The table as text, one row per task.
 pub fn table(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:<32} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}\n",
-        "task", "init", "final", "Δ", "p", "c.init", "c.final", "s/step", "gen", "prop", "grad", "select", "tok/s"
+        "{:<32} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7}\n",
+        "task",
+        "init",
+        "final",
+        "Δ",
+        "p",
+        "c.init",
+        "c.final",
+        "s/step",
+        "gen",
+        "prop",
+        "grad",
+        "select",
+        "tok/s",
+        "decoded",
+        "drafted",
+        "accept",
+        "pruned",
+        "eval s"
     );
     let c = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:.1}%", 100.0 * v));
     for r in rows {
         let [g, p, gr, se] = r.phase_seconds_median;
         s += &format!(
-            "{:<32} {:>6.1}% {:>6.1}% {:>+7.1} {:>7.3} {:>7} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7.1}\n",
+            "{:<32} {:>6.1}% {:>6.1}% {:>+7.1} {:>7.3} {:>7} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7.1} {:>8} {:>8} {:>6.1}% {:>7} {:>7.0}\n",
             r.task,
             100.0 * r.initial_test,
             100.0 * r.final_test,
@@ -123,7 +169,12 @@ pub fn table(rows: &[BenchRow]) -> String {
             p,
             gr,
             se,
-            r.tokens_per_second
+            r.tokens_per_second,
+            r.cost.decoded_tokens,
+            r.cost.drafted_tokens,
+            100.0 * r.cost.acceptance_rate,
+            format!("{}+{}", r.cost.pruned_candidates, r.cost.skipped_candidates),
+            r.eval_seconds,
         );
     }
     s
@@ -196,6 +247,9 @@ mod tests {
             tokens_per_second: 3.0,
             final_prompt: " think | step by `step`".into(),
             total_seconds: 60.0,
+            eval_seconds: 10.0,
+            accelerated: true,
+            cost: Default::default(),
         }
     }
 

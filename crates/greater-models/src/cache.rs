@@ -159,6 +159,122 @@ impl KvCache {
     }
 }
 
+/// Room-keeping for speculative decoding and continuous batching: rejected draft tokens become
+/// holes, holes are squeezed out, and two caches are stacked into one batch.
+impl KvCache {
+    /// Turn row `row`'s slots from slot `from` on into padding. Rejected draft tokens become
+    /// holes no later query attends to, and the next real token takes their positions.
+    pub fn reject_from(&mut self, row: usize, from: usize) {
+        for s in self.slots[row].iter_mut().skip(from) {
+            *s = Slot { valid: false, pos: 0 };
+        }
+    }
+
+    /// Padding slots over all rows (left padding, holes, rejected drafts).
+    pub fn holes(&self) -> usize {
+        self.slots.iter().map(|r| r.iter().filter(|s| !s.valid).count()).sum()
+    }
+
+    /// Real tokens of the longest row.
+    pub fn longest_row(&self) -> usize {
+        self.slots.iter().map(|r| r.iter().filter(|s| s.valid).count()).max().unwrap_or(0)
+    }
+
+    /// Rebuild into a buffer of `capacity` slots with each row's real slots contiguous at the
+    /// end and its padding first: holes stop costing attention and room. Positions are kept, so
+    /// the next token of every row continues where it was.
+    ///
+    /// # Panics
+    /// If the longest row does not fit `capacity`.
+    pub fn compact(&mut self, capacity: usize) {
+        let keep: Vec<Vec<usize>> = self
+            .slots
+            .iter()
+            .map(|r| r.iter().enumerate().filter(|(_, s)| s.valid).map(|(i, _)| i).collect())
+            .collect();
+        let m = keep.iter().map(Vec::len).max().unwrap_or(0);
+        assert!(m <= capacity, "kv cache compaction: {m} real slots do not fit {capacity}");
+        if m == 0 {
+            *self = Self::new(self.batch, capacity);
+            return;
+        }
+        let mut slots = Vec::with_capacity(self.batch);
+        let mut order = Vec::with_capacity(self.batch * m);
+        for (r, k) in keep.iter().enumerate() {
+            let pad = m - k.len();
+            order.extend(std::iter::repeat_n(0i64, pad));
+            order.extend(k.iter().map(|&i| i as i64));
+            let mut row = vec![Slot { valid: false, pos: 0 }; pad];
+            row.extend(k.iter().map(|&i| self.slots[r][i]));
+            slots.push(row);
+        }
+        for entry in self.layers.iter_mut().flatten() {
+            let [b, h, _, d] = entry.0.dims();
+            let device = entry.0.device();
+            let mut index = Vec::with_capacity(b * h * m * d);
+            for row in order.chunks(m.max(1)).take(b) {
+                for _ in 0..h {
+                    for &i in row.iter().take(m) {
+                        index.extend(std::iter::repeat_n(i, d));
+                    }
+                }
+            }
+            let index = Tensor::<4, Int>::from_data(TensorData::new(index, [b, h, m, d]), &device);
+            let rebuild = |t: Tensor<4>| {
+                let kept = t.slice([0..b, 0..h, 0..self.len, 0..d]).gather(2, index.clone());
+                Tensor::<4>::zeros([b, h, capacity, d], &device).slice_assign([0..b, 0..h, 0..m, 0..d], kept)
+            };
+            *entry = (rebuild(entry.0.clone()), rebuild(entry.1.clone()));
+        }
+        self.slots = slots;
+        self.len = m;
+        self.capacity = capacity;
+    }
+
+    /// Stack `other`'s rows under this cache's, in a new buffer of `capacity` slots. The shorter
+    /// of the two is left-padded with holes so that the slot index stays shared.
+    ///
+    /// # Panics
+    /// If the longer cache does not fit `capacity`, or the two come from different models.
+    pub fn append_rows(&mut self, other: KvCache, capacity: usize) {
+        if self.batch == 0 {
+            *self = other;
+            self.compact(capacity);
+            return;
+        }
+        let len = self.len.max(other.len);
+        assert!(len <= capacity, "kv cache merge: {len} slots do not fit {capacity}");
+        assert_eq!(self.layers.len(), other.layers.len(), "kv caches of different models");
+        let (ba, bb) = (self.batch, other.batch);
+        let (la, lb) = (self.len, other.len);
+        for (mine, theirs) in self.layers.iter_mut().zip(other.layers) {
+            let (Some(a), Some(o)) = (mine.take(), theirs) else { continue };
+            let [_, h, _, d] = a.0.dims();
+            let device = a.0.device();
+            let stack = |x: Tensor<4>, y: Tensor<4>| {
+                let z = Tensor::<4>::zeros([ba + bb, h, capacity, d], &device);
+                let z = z.slice_assign([0..ba, 0..h, len - la..len, 0..d], x.slice([0..ba, 0..h, 0..la, 0..d]));
+                z.slice_assign([ba..ba + bb, 0..h, len - lb..len, 0..d], y.slice([0..bb, 0..h, 0..lb, 0..d]))
+            };
+            *mine = Some((stack(a.0, o.0), stack(a.1, o.1)));
+        }
+        let pad = |n: usize| vec![Slot { valid: false, pos: 0 }; n];
+        for row in &mut self.slots {
+            let mut r = pad(len - la);
+            r.append(row);
+            *row = r;
+        }
+        for mut row in other.slots {
+            let mut r = pad(len - lb);
+            r.append(&mut row);
+            self.slots.push(r);
+        }
+        self.batch = ba + bb;
+        self.len = len;
+        self.capacity = capacity;
+    }
+}
+
 fn next_pos(row: &[Slot]) -> usize {
     row.iter().rev().find(|s| s.valid).map_or(0, |s| s.pos + 1)
 }

@@ -43,6 +43,25 @@ pub enum GenerateError {
         /// The model's `max_position_embeddings`.
         context: usize,
     },
+    /// A scored range of prompt positions starts at 0 (nothing predicts it) or passes the prompt.
+    #[error("prompt {index} has {prompt} tokens; positions {start}..{end} cannot be scored")]
+    ScoredRange {
+        /// Which prompt.
+        index: usize,
+        /// First scored position.
+        start: usize,
+        /// One past the last.
+        end: usize,
+        /// The prompt's length.
+        prompt: usize,
+    },
+    /// A job's cached prefix is longer than its prompt, does not cover the scored positions before
+    /// its end, or only some jobs of a run have one.
+    #[error("job {index}: its cached prefix does not fit its prompt")]
+    Prefix {
+        /// Which job.
+        index: usize,
+    },
     /// An empty prompt has no position to predict from.
     #[error("prompt {index} is empty")]
     EmptyPrompt {
@@ -168,16 +187,16 @@ pub fn left_pad(prompts: &[Vec<u32>]) -> (Vec<i64>, Vec<Vec<bool>>) {
 /// Index of the largest value of each row of `[batch, vocab]` (the first on ties).
 pub fn argmax_rows(logits: Tensor<2>) -> Vec<u32> {
     let v = logits.dims()[1];
-    download(logits)
-        .chunks(v)
-        .map(|row| {
-            let mut best = 0;
-            for (i, &x) in row.iter().enumerate() {
-                if x > row[best] {
-                    best = i;
-                }
-            }
-            best as u32
-        })
-        .collect()
+    download(logits).chunks(v).map(argmax).collect()
+}
+
+/// Index of the largest value of `row` (the first on ties).
+pub fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in row.iter().enumerate() {
+        if x > row[best] {
+            best = i;
+        }
+    }
+    best as u32
 }

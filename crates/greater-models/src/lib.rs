@@ -9,6 +9,7 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod device;
+pub mod engine;
 pub mod error;
 pub mod fetch;
 pub mod generate;

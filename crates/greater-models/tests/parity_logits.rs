@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use burn::tensor::{Int, Tensor, TensorData};
 use greater_models::arch::CausalLm;
 use greater_models::cache::KvCache;
+use greater_models::engine::{DraftOptions, EngineOptions, Flow, Job, run};
 use greater_models::generate::{GenerateOptions, generate};
 use greater_models::layers::download;
 use greater_models::model::LoadedModel;
@@ -100,6 +101,32 @@ fn check_generate(name: &str, path: Option<PathBuf>) {
         generate(&loaded.model, &prompts, &GenerateOptions { max_new_tokens: n, stop_ids: vec![] }, |_, _| {}).unwrap();
     for (g, out) in gens.iter().zip(&got) {
         assert_eq!(out.ids, to_ids(&g["generated_ids"]), "{name} prompt {}", g["name"]);
+    }
+    // Drafted verification (issue 11) returns the golden ids too, with drafts that are right,
+    // right but for one token (lost, then re-synchronised), or another prompt's chain.
+    let wants: Vec<Vec<u32>> = gens.iter().map(|g| to_ids(&g["generated_ids"])).collect();
+    let spoiled: Vec<Vec<u32>> =
+        wants.iter().map(|w| w.iter().enumerate().map(|(i, &t)| if i == 10 { t + 1 } else { t }).collect()).collect();
+    let other: Vec<Vec<u32>> = (0..wants.len()).map(|i| wants[(i + 1) % wants.len()].clone()).collect();
+    for (kind, drafts) in [("perfect", &wants), ("spoiled", &spoiled), ("another prompt's", &other)] {
+        let jobs: Vec<Job> = prompts
+            .iter()
+            .zip(drafts)
+            .map(|(p, d)| Job { prompt: p.clone(), draft: d.clone(), ..Job::default() })
+            .collect();
+        let opts = EngineOptions {
+            max_new_tokens: n,
+            stop_ids: vec![],
+            batch_size: prompts.len(),
+            draft: Some(DraftOptions { chunk: 8, ngram: 3 }),
+            continuous: true,
+            tail_temperature: 1.0,
+        };
+        let (out, stats) = run(&loaded.model, &jobs, &opts, &mut |_, _| Flow::Continue).unwrap();
+        for ((g, out), want) in gens.iter().zip(out).zip(&wants) {
+            assert_eq!(&out.unwrap().ids, want, "{name} prompt {} with a {kind} draft", g["name"]);
+        }
+        assert!(kind != "perfect" || stats.accepted == stats.drafted, "{name}: {stats:?}");
     }
     // With stop ids, generation ends where the golden run says an EOS-stopping decoder would.
     let stop_ids = to_ids(&meta["stop_ids"]);

@@ -7,6 +7,7 @@ use std::time::Instant;
 use burn::tensor::{Int, Tensor, TensorData};
 use greater_models::arch::CausalLm;
 use greater_models::cache::KvCache;
+use greater_models::engine::{self, DraftOptions, EngineOptions, Finished, Flow, Job};
 use greater_models::generate::{GenerateOptions, decode, try_prefill};
 use greater_models::layers::download;
 use greater_models::layers::log_softmax::log_softmax;
@@ -32,6 +33,15 @@ pub struct EvalOptions {
     pub batch_size: usize,
     /// Placement of the prompt in the user turn.
     pub placement: Placement,
+    /// Draft tokens verified per forward when a draft is given ([`evaluate_drafted`]; 0: off).
+    #[serde(default)]
+    pub draft_chunk: usize,
+    /// Tokens looked up in the draft to re-synchronise after a miss.
+    #[serde(default)]
+    pub draft_ngram: usize,
+    /// Refill a generation row as soon as its sequence stops.
+    #[serde(default)]
+    pub continuous: bool,
 }
 
 impl Default for EvalOptions {
@@ -41,6 +51,9 @@ impl Default for EvalOptions {
             max_answer_tokens: MAX_ANSWER_TOKENS,
             batch_size: 8,
             placement: Placement::default(),
+            draft_chunk: 8,
+            draft_ngram: 3,
+            continuous: true,
         }
     }
 }
@@ -67,6 +80,9 @@ pub struct ExampleRecord {
     pub reasoning: String,
     /// Reasoning length in tokens.
     pub reasoning_tokens: usize,
+    /// The reasoning ids (a draft for evaluating another prompt on the same example).
+    #[serde(default)]
+    pub reasoning_ids: Vec<u32>,
     /// The greedy continuation after the extractor, cut at its first newline.
     pub raw_answer: String,
     /// Its canonical form, `None` when unparseable.
@@ -114,6 +130,20 @@ pub fn evaluate(
     opts: &EvalOptions,
     observer: &dyn Observer,
 ) -> Result<EvalResult, OptError> {
+    evaluate_drafted(loaded, spec, examples, prompt, opts, &[], observer)
+}
+
+/// [`evaluate`], the reasoning of example `i` drafted from `drafts[i]` (another prompt's
+/// reasoning for it; empty: none). The records are those of [`evaluate`]: a draft only saves work.
+pub fn evaluate_drafted(
+    loaded: &LoadedModel,
+    spec: &TaskSpec,
+    examples: &[Example],
+    prompt: &PromptInput,
+    opts: &EvalOptions,
+    drafts: &[Vec<u32>],
+    observer: &dyn Observer,
+) -> Result<EvalResult, OptError> {
     let start = Instant::now();
     let model = &loaded.model;
     let tok = &loaded.tokenizer;
@@ -133,8 +163,7 @@ pub fn evaluate(
     }
     let prompts: Vec<Vec<u32>> = layouts.iter().map(|(l, c)| l.generation_prompt(c)).collect();
     observer.phase("reasoning", examples.len());
-    let reasoning =
-        generate_all(model, &prompts, opts.max_reasoning_tokens, tok.stop_ids(), opts.batch_size, observer)?;
+    let reasoning = reasoning(model, &prompts, tok.stop_ids(), opts, drafts, observer)?;
     let contexts: Vec<Vec<u32>> = layouts.iter().zip(&reasoning).map(|((l, c), r)| l.answer_context(c, r)).collect();
     let labels = layouter.label_ids()?;
     observer.phase("answers", examples.len());
@@ -185,6 +214,7 @@ pub fn evaluate(
             user_turn: layouter.user_turn(&ex.input, text_for_split.trim_start()),
             reasoning: reasoning_text,
             reasoning_tokens: reasoning[i].len(),
+            reasoning_ids: reasoning[i].clone(),
             raw_answer,
             parsed: score.prediction.clone(),
             gold: ex.target.clone(),
@@ -204,6 +234,41 @@ pub fn evaluate(
 
 /// For each row of a prefilled batch, the index of the label whose tokens have the highest total
 /// log-probability after the context (ties: the first label).
+/// Greedy reasoning for `prompts`: by the engine (drafted, continuously batched) when the options
+/// ask for it, otherwise batch by batch.
+fn reasoning(
+    model: &dyn CausalLm,
+    prompts: &[Vec<u32>],
+    stop_ids: &[u32],
+    opts: &EvalOptions,
+    drafts: &[Vec<u32>],
+    observer: &dyn Observer,
+) -> Result<Vec<Vec<u32>>, OptError> {
+    let drafted = opts.draft_chunk > 0 && !drafts.is_empty();
+    if !opts.continuous && !drafted {
+        return generate_all(model, prompts, opts.max_reasoning_tokens, stop_ids, opts.batch_size, observer);
+    }
+    let jobs: Vec<Job> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Job { prompt: p.clone(), draft: drafts.get(i).cloned().unwrap_or_default(), ..Job::default() })
+        .collect();
+    let eopts = EngineOptions {
+        max_new_tokens: opts.max_reasoning_tokens,
+        stop_ids: stop_ids.to_vec(),
+        batch_size: opts.batch_size,
+        draft: drafted.then_some(DraftOptions { chunk: opts.draft_chunk, ngram: opts.draft_ngram }),
+        continuous: opts.continuous,
+        tail_temperature: 1.0,
+    };
+    let mut on_done = |_: usize, _: &Finished| {
+        observer.advance(1);
+        if observer.should_stop() { Flow::Stop } else { Flow::Continue }
+    };
+    let (out, _) = engine::run(model, &jobs, &eopts, &mut on_done)?;
+    out.into_iter().map(|f| f.map(|f| f.ids).ok_or_else(|| OptError::Invalid("stopped by the user".into()))).collect()
+}
+
 fn constrained_choice(
     model: &dyn CausalLm,
     cache: &KvCache,

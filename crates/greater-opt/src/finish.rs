@@ -2,12 +2,13 @@
 //! train/dev/test accuracy of the initial and final prompts with the paired test difference.
 //! Each evaluation is saved as soon as it is done, so a resumed run skips it.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use greater_tasks::Example;
 use greater_tasks::{Accuracy, PairedComparison};
 
-use crate::eval::{EvalOptions, EvalResult, PromptInput, evaluate};
+use crate::eval::{EvalOptions, EvalResult, PromptInput, evaluate_drafted};
 use crate::optimize::{PhaseSeconds, Prepared, Run, RunState};
 use crate::report::{Accuracies, DevCandidate, Report, Seconds};
 use crate::{OptError, report};
@@ -21,6 +22,9 @@ pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f
         max_answer_tokens: crate::eval::MAX_ANSWER_TOKENS,
         batch_size: cfg.batch_size,
         placement: cfg.placement(),
+        draft_chunk: if cfg.draft { cfg.draft_chunk } else { 0 },
+        draft_ngram: cfg.draft_ngram,
+        continuous: cfg.continuous_batching,
     };
     let limit = |xs: &[Example]| -> Vec<Example> {
         if cfg.eval_limit == 0 { xs.to_vec() } else { xs.iter().take(cfg.eval_limit).cloned().collect() }
@@ -30,15 +34,33 @@ pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f
     let evals = run.dir.join("evals");
     std::fs::create_dir_all(&evals).map_err(|e| OptError::io(&evals, e))?;
     let mut eval_seconds = 0.0;
+    // Per split, the last evaluation's reasoning drafts the next one's, and a prompt evaluated
+    // once on a split is not evaluated again (the final prompt is one of the top prompts on dev).
+    let mut drafts: HashMap<String, Vec<Vec<u32>>> = HashMap::new();
+    let mut done: HashMap<(String, Vec<u32>), EvalResult> = HashMap::new();
     let mut cached = |label: &str, split: &str, examples: &[Example], ids: &[u32]| -> Result<EvalResult, OptError> {
         let path = evals.join(format!("{label}-{split}.json"));
-        if let Some(r) = read_eval(&path)? {
-            return Ok(r);
+        let r = match (read_eval(&path)?, done.get(&(split.to_string(), ids.to_vec()))) {
+            (Some(r), _) => r,
+            (None, Some(r)) => {
+                let r = r.clone();
+                crate::optimize::state::write_atomic(&path, &serde_json::to_vec(&r).expect("serialises"))?;
+                r
+            }
+            (None, None) => {
+                run.observer.message(&format!("evaluating {label} prompt on {split} ({} examples)", examples.len()));
+                let prompt = PromptInput::Ids(ids.to_vec());
+                let draft = drafts.get(split).map_or(&[][..], Vec::as_slice);
+                let r = evaluate_drafted(run.loaded, &run.task.spec, examples, &prompt, &opts, draft, run.observer)?;
+                eval_seconds += r.seconds;
+                crate::optimize::state::write_atomic(&path, &serde_json::to_vec(&r).expect("serialises"))?;
+                r
+            }
+        };
+        if r.records.iter().all(|rec| !rec.reasoning_ids.is_empty() || rec.reasoning_tokens == 0) {
+            drafts.insert(split.to_string(), r.records.iter().map(|rec| rec.reasoning_ids.clone()).collect());
         }
-        run.observer.message(&format!("evaluating {label} prompt on {split} ({} examples)", examples.len()));
-        let r = evaluate(run.loaded, &run.task.spec, examples, &PromptInput::Ids(ids.to_vec()), &opts, run.observer)?;
-        eval_seconds += r.seconds;
-        crate::optimize::state::write_atomic(&path, &serde_json::to_vec(&r).expect("serialises"))?;
+        done.insert((split.to_string(), ids.to_vec()), r.clone());
         Ok(r)
     };
 

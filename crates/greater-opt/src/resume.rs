@@ -13,8 +13,22 @@ use crate::OptError;
 use crate::optimize::{OptimizeConfig, RunState, load_config, state};
 
 /// The `OptimizeConfig` keys a resumed run may change: more (or fewer) steps, the reasoning cap,
-/// the batch size and the final evaluation. Any other difference is refused.
-pub const CHANGEABLE_ON_RESUME: [&str; 5] = ["steps", "max_reasoning_tokens", "batch_size", "eval_limit", "final_eval"];
+/// the batch size, the final evaluation and the selection speed-ups (which change no decision).
+/// Any other difference is refused.
+pub const CHANGEABLE_ON_RESUME: [&str; 12] = [
+    "steps",
+    "max_reasoning_tokens",
+    "batch_size",
+    "eval_limit",
+    "final_eval",
+    "one_pass",
+    "draft",
+    "draft_chunk",
+    "draft_ngram",
+    "prune",
+    "continuous_batching",
+    "prefix_cache",
+];
 
 /// One refused difference between a run's config and the config asked for on resume.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,6 +33,9 @@ fn config(steps: usize) -> OptimizeConfig {
         final_eval: false,
         ..Default::default()
     }
+    // The rules are read off the plain path's events (every candidate scored in top-μ order);
+    // fast_selection.rs shows the fast path makes the same decisions.
+    .without_accelerations()
 }
 
 fn optimize(loaded: &LoadedModel, task: &Task, cfg: &OptimizeConfig, dir: &Path, resume: bool) -> RunState {

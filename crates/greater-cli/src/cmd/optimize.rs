@@ -69,6 +69,14 @@ pub struct OptimizeArgs {
     /// [default: teacher_forced].
     #[arg(long, value_name = "M", value_parser = ["teacher_forced", "graded"])]
     selection_mistake: Option<String>,
+    /// Turn selection speed-ups off, comma separated: `one-pass` (score a candidate in its own
+    /// generation pass), `draft` (verify the current prompt's reasoning as a draft), `prune` (drop
+    /// candidates that can no longer win), `continuous` (refill finished generation rows),
+    /// `prefix-cache` (prefill only what follows the optimised position), or `all`. Each one
+    /// changes no decision; turning them off gives the plain path to compare with.
+    #[arg(long, value_name = "LIST", value_delimiter = ',',
+          value_parser = ["one-pass", "draft", "prune", "continuous", "prefix-cache", "all"])]
+    no_speedup: Vec<String>,
 }
 
 /// Run `greater optimize`.
@@ -157,6 +165,16 @@ fn override_with_flags(cfg: &mut OptimizeConfig, args: &OptimizeArgs) {
     if let Some(m) = &args.selection_mistake {
         cfg.selection_mistake =
             if m == "graded" { greater_opt::optimize::SelectionMistake::Graded } else { Default::default() };
+    }
+    for off in &args.no_speedup {
+        match off.as_str() {
+            "one-pass" => cfg.one_pass = false,
+            "draft" => cfg.draft = false,
+            "prune" => cfg.prune = false,
+            "continuous" => cfg.continuous_batching = false,
+            "prefix-cache" => cfg.prefix_cache = false,
+            _ => *cfg = cfg.clone().without_accelerations(),
+        }
     }
     if let Some(s) = args.seed {
         cfg.seed = s;

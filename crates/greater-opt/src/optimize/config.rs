@@ -72,6 +72,24 @@ pub struct OptimizeConfig {
     pub answer_target: AnswerTarget,
     /// The mistake flag of the selection score: teacher-forced (official) or the graded answer.
     pub selection_mistake: SelectionMistake,
+    /// Selection speed-ups that change no decision (each can be turned off to compare paths).
+    /// One pass per candidate: the prompt NLL from the generation's own prefill and the answer
+    /// teacher-forced through its KV cache (teacher-forced selection only).
+    pub one_pass: bool,
+    /// Verify the current prompt's reasoning for the same example as a draft.
+    pub draft: bool,
+    /// Draft tokens verified per forward.
+    pub draft_chunk: usize,
+    /// Tokens looked up in the draft to re-synchronise after a miss (0: never).
+    pub draft_ngram: usize,
+    /// Evaluate the current token first and drop a candidate once it cannot win; with a '.'-like
+    /// candidate in the top-μ, evaluate only the one the '.' rule makes the winner.
+    pub prune: bool,
+    /// Refill a generation row as soon as its sequence stops.
+    pub continuous_batching: bool,
+    /// Run the prompt up to the optimised position once per example (the proposal's forward) and
+    /// prefill only the rest for every candidate.
+    pub prefix_cache: bool,
 }
 
 /// What the gradient's answer loss rewards.
@@ -133,6 +151,13 @@ impl Default for OptimizeConfig {
             eval_limit: 0,
             answer_target: AnswerTarget::Official,
             selection_mistake: SelectionMistake::TeacherForced,
+            one_pass: true,
+            draft: true,
+            draft_chunk: 8,
+            draft_ngram: 3,
+            prune: true,
+            continuous_batching: true,
+            prefix_cache: true,
         }
     }
 }
@@ -147,6 +172,16 @@ impl OptimizeConfig {
     /// The TOML text of this config.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// This config with every selection speed-up off: today's plain path, for comparisons.
+    pub fn without_accelerations(self) -> Self {
+        Self { one_pass: false, draft: false, prune: false, continuous_batching: false, prefix_cache: false, ..self }
+    }
+
+    /// Whether any selection speed-up is on.
+    pub fn accelerated(&self) -> bool {
+        self.one_pass || self.draft || self.prune || self.continuous_batching || self.prefix_cache
     }
 
     /// The prompt placement.
@@ -168,6 +203,9 @@ impl OptimizeConfig {
         }
         if self.answer_temperature.is_nan() || self.answer_temperature <= 0.0 {
             return bad("answer_temperature must be positive");
+        }
+        if self.draft && self.draft_chunk == 0 {
+            return bad("draft_chunk must be at least 1 when draft is on");
         }
         if self.initial_prompt.trim().is_empty() {
             return bad("initial_prompt is empty");

@@ -70,6 +70,36 @@ pub struct CandidateScore {
     /// Examples whose teacher-forced and graded flags disagree, when both are measured.
     #[serde(default)]
     pub flag_disagreements: Option<usize>,
+    /// Set when pruning dropped the candidate after this many examples: it could no longer win,
+    /// and `score`, `mistake_rate` and `prompt_nll` are then the lower bound at that point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned_after: Option<usize>,
+}
+
+/// What a step's generation cost, and what the selection speed-ups saved (issue 11).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct StepCost {
+    /// Tokens generated (reasoning, all passes).
+    pub decoded_tokens: usize,
+    /// Draft tokens verified.
+    pub drafted_tokens: usize,
+    /// Draft tokens accepted (each the greedy choice at its position).
+    pub accepted_tokens: usize,
+    /// Accepted ÷ drafted.
+    pub acceptance_rate: f64,
+    /// Decode and verification forwards.
+    pub forwards: usize,
+    /// Candidates dropped by pruning.
+    pub pruned_candidates: usize,
+    /// Candidates not evaluated because a '.'-like candidate wins by the rule.
+    pub skipped_candidates: usize,
+    /// Train examples left unevaluated by pruning and skipping.
+    pub pruned_examples: usize,
+    /// Seconds of selection spent generating (with one-pass scoring, scoring too).
+    pub selection_generation: f64,
+    /// Seconds of selection spent in separate scoring forwards.
+    pub selection_scoring: f64,
 }
 
 /// One line of `events.jsonl`.
@@ -113,6 +143,9 @@ pub struct StepEvent {
     pub seconds: PhaseSeconds,
     /// Reasoning tokens generated in this step.
     pub generated_tokens: usize,
+    /// Generation cost and speed-up accounting.
+    #[serde(default)]
+    pub cost: StepCost,
 }
 
 #[cfg(test)]

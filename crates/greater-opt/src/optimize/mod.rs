@@ -10,7 +10,9 @@ pub mod config;
 pub mod decide;
 pub mod event;
 pub mod proposal;
+pub mod prune;
 mod select;
+mod select_fast;
 pub mod state;
 mod step;
 
@@ -20,7 +22,7 @@ use greater_models::model::LoadedModel;
 use greater_tasks::{Example, Task};
 
 pub use config::{AnswerTarget, OptimizeConfig, SelectionMistake};
-pub use event::{CandidateScore, PhaseSeconds, StepEvent};
+pub use event::{CandidateScore, PhaseSeconds, StepCost, StepEvent};
 pub use state::{RunState, ScoredPrompt};
 
 use crate::layout::{ExampleLayout, Layouter};

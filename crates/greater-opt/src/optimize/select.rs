@@ -1,11 +1,14 @@
 //! Selection (SPEC B.1.2 C.5–C.6): the top-μ candidates in gradient order, each scored with its own
 //! regenerated reasoning (mistake rate + w · prompt NLL); the winner by [`WinnerChoice`].
 
+use std::sync::Arc;
+
 use greater_grad::{GradOptions, TrainSequence, score_sequences};
+use greater_models::engine::Prefix;
 
 use super::config::SelectionMistake;
 use super::decide::{Offer, WinnerChoice, dot_rule_applies};
-use super::event::CandidateScore;
+use super::event::{CandidateScore, StepCost};
 use super::step::StepContext;
 use crate::OptError;
 use crate::answer_pass::answer_pass;
@@ -19,13 +22,23 @@ pub(super) struct Selection {
     pub winner: usize,
     /// The winner's reasoning per train example.
     pub winner_reasoning: Vec<Vec<u32>>,
-    /// Reasoning tokens generated.
-    pub generated: usize,
+    /// What generation cost and the speed-ups saved.
+    pub cost: StepCost,
 }
 
 /// Score `top` (candidate ids, best gradient first). `reasoning` is the current prompt's, reused
-/// for the current token.
-pub(super) fn select(ctx: &StepContext<'_>, top: &[u32], reasoning: &[Vec<u32>]) -> Result<Selection, OptError> {
+/// for the current token; `current` its per-example flags and NLLs from the gradient pass. With any speed-up on, [`super::select_fast`] does it; its decisions are
+/// those of the plain path below.
+pub(super) fn select(
+    ctx: &StepContext<'_>,
+    top: &[u32],
+    reasoning: &[Vec<u32>],
+    current: &[(bool, f32)],
+    prefixes: Option<&[Arc<Prefix>]>,
+) -> Result<Selection, OptError> {
+    if ctx.cfg().accelerated() {
+        return super::select_fast::select(ctx, top, reasoning, current, prefixes);
+    }
     let cfg = ctx.cfg();
     let mut choice = WinnerChoice::default();
     let mut scored = Vec::with_capacity(top.len());
@@ -40,7 +53,7 @@ pub(super) fn select(ctx: &StepContext<'_>, top: &[u32], reasoning: &[Vec<u32>])
             reasoning.to_vec()
         } else {
             ctx.run.observer.phase("selection", ctx.n());
-            let r = ctx.reasoning_for(&cand)?;
+            let r = ctx.reasoning_for(&cand, &mut StepCost::default())?;
             generated += r.iter().map(Vec::len).sum::<usize>();
             r
         };
@@ -58,12 +71,13 @@ pub(super) fn select(ctx: &StepContext<'_>, top: &[u32], reasoning: &[Vec<u32>])
     }
     let winner = choice.winner().ok_or_else(|| OptError::Invalid("selection got no candidate".into()))?;
     let winner_reasoning = winner_reasoning.expect("the winner's reasoning is kept");
-    Ok(Selection { scored, winner, winner_reasoning, generated })
+    let cost = StepCost { decoded_tokens: generated, ..StepCost::default() };
+    Ok(Selection { scored, winner, winner_reasoning, cost })
 }
 
 /// The selection score of prompt `cand` with its reasoning `r` (token and text are filled in by
 /// the caller): teacher-forced over the whole sequence, or from the graded answer pass.
-fn score_candidate(ctx: &StepContext<'_>, cand: &[u32], r: &[Vec<u32>]) -> Result<CandidateScore, OptError> {
+pub(super) fn score_candidate(ctx: &StepContext<'_>, cand: &[u32], r: &[Vec<u32>]) -> Result<CandidateScore, OptError> {
     let cfg = ctx.cfg();
     let n = ctx.n() as f32;
     let model = &ctx.run.loaded.model;
@@ -96,5 +110,6 @@ fn score_candidate(ctx: &StepContext<'_>, cand: &[u32], r: &[Vec<u32>]) -> Resul
         teacher_forced_mistake_rate: teacher_forced,
         graded_mistake_rate: graded,
         flag_disagreements: disagree,
+        pruned_after: None,
     })
 }

@@ -3,13 +3,17 @@
 use std::time::Instant;
 
 use greater_grad::{GradExample, GradOptions, TrainSequence, token_gradients, token_gradients_with_variants};
+use std::sync::Arc;
+
+use greater_models::engine::{self, Finished, Flow, Job, Prefix, prefill_prefixes};
 use greater_models::tokenizer::Tokenizer;
 
 use super::config::{AnswerTarget, OptimizeConfig};
 use super::decide::{Advance, AfterStep, advance, after_step, top_mu};
-use super::event::{PhaseSeconds, StepEvent};
+use super::event::{PhaseSeconds, StepCost, StepEvent};
 use super::proposal::{position_logits, propose};
 use super::select::{Selection, select};
+use super::select_fast::{add_stats, engine_options};
 use super::state::{RunState, ScoredPrompt, StepSummary};
 use super::{Prepared, Run, step_seed};
 use crate::OptError;
@@ -58,19 +62,37 @@ impl<'a> StepContext<'a> {
         c
     }
 
-    /// Greedy reasoning of every train example with the prompt `control`.
-    pub fn reasoning_for(&self, control: &[u32]) -> Result<Vec<Vec<u32>>, OptError> {
+    /// Greedy reasoning of every train example with the prompt `control`: by the engine
+    /// (continuously batched) when speed-ups are on, its counts added to `cost`.
+    pub fn reasoning_for(&self, control: &[u32], cost: &mut StepCost) -> Result<Vec<Vec<u32>>, OptError> {
         let prompts: Vec<Vec<u32>> = self.prep.layouts.iter().map(|l| l.generation_prompt(control)).collect();
         let cfg = self.cfg();
         let stop = self.tok().stop_ids();
-        generate_all(
+        if cfg.accelerated() {
+            let jobs: Vec<Job> = prompts.into_iter().map(|prompt| Job { prompt, ..Job::default() }).collect();
+            let opts = engine_options(cfg, stop, false);
+            let observer = self.run.observer;
+            let mut on_done = |_: usize, _: &Finished| {
+                observer.advance(1);
+                if observer.should_stop() { Flow::Stop } else { Flow::Continue }
+            };
+            let (out, stats) = engine::run(&self.run.loaded.model, &jobs, &opts, &mut on_done)?;
+            add_stats(cost, &stats);
+            return out
+                .into_iter()
+                .map(|f| f.map(|f| f.ids).ok_or_else(|| OptError::Interrupted(self.run.dir.clone())))
+                .collect();
+        }
+        let out = generate_all(
             &self.run.loaded.model,
             &prompts,
             cfg.max_reasoning_tokens,
             stop,
             cfg.batch_size,
             self.run.observer,
-        )
+        )?;
+        cost.decoded_tokens += out.iter().map(Vec::len).sum::<usize>();
+        Ok(out)
     }
 }
 
@@ -82,6 +104,9 @@ struct Gradients {
     mistakes: usize,
     /// Summed loss of the current prompt.
     loss: f32,
+    /// Per example, the current prompt's teacher-forced mistake flag and prompt NLL: its
+    /// selection score without another forward.
+    current: Vec<(bool, f32)>,
 }
 
 /// Run step `state.step`; return the next state and the step's event.
@@ -93,21 +118,21 @@ pub(super) fn step(
 ) -> Result<(RunState, StepEvent), OptError> {
     let ctx = StepContext::new(run, prep, state)?;
     let mut seconds = PhaseSeconds::default();
-    let mut generated = 0;
+    let mut pass_cost = StepCost::default();
     let reasoning = timed(&mut seconds.generation, || match &state.reasoning {
         Some(r) => Ok(r.clone()),
         None => {
             run.observer.phase("reasoning", ctx.n());
-            let r = ctx.reasoning_for(&state.control)?;
-            generated += r.iter().map(Vec::len).sum::<usize>();
-            Ok::<_, OptError>(r)
+            ctx.reasoning_for(&state.control, &mut pass_cost)
         }
     })?;
-    let candidates = timed(&mut seconds.proposal, || candidates(&ctx, banned))?;
+    let (candidates, prefixes) = timed(&mut seconds.proposal, || candidates(&ctx, banned))?;
     let grads = timed(&mut seconds.gradient, || gradients(&ctx, &reasoning, &candidates))?;
     let top: Vec<u32> = top_mu(&grads.grad, run.cfg.mu).into_iter().map(|i| candidates[i]).collect();
-    let sel = timed(&mut seconds.selection, || select(&ctx, &top, &reasoning))?;
-    generated += sel.generated;
+    let sel = timed(&mut seconds.selection, || select(&ctx, &top, &reasoning, &grads.current, prefixes.as_deref()))?;
+    let mut cost = sel.cost;
+    cost.decoded_tokens += pass_cost.decoded_tokens;
+    cost.forwards += pass_cost.forwards;
     let next = next_state(&ctx, &sel, seconds)?;
     let n = ctx.n() as f32;
     let chosen = &sel.scored[sel.winner];
@@ -129,7 +154,8 @@ pub(super) fn step(
         prompt_ids: next.control.clone(),
         best_score: next.best.as_ref().map_or(f32::INFINITY, |b| b.score),
         seconds,
-        generated_tokens: generated,
+        generated_tokens: cost.decoded_tokens,
+        cost,
         selection: sel.scored,
     };
     run.observer.message(&format!("step {}: {:?} (score {:.3})", state.step + 1, event.prompt_text, event.score));
@@ -144,16 +170,27 @@ fn timed<T>(slot: &mut f64, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Candidates at the position from the prefix forwards (SPEC B.1.2 C.2).
-fn candidates(ctx: &StepContext<'_>, banned: &[bool]) -> Result<Vec<u32>, OptError> {
+/// Per train example, the cached state of the prompt before the optimised position.
+type Prefixes = Vec<Arc<Prefix>>;
+
+/// Candidates at the position from the prefix forwards (SPEC B.1.2 C.2); with prefix caching on,
+/// also the prefix states selection starts every candidate from.
+fn candidates(ctx: &StepContext<'_>, banned: &[bool]) -> Result<(Vec<u32>, Option<Prefixes>), OptError> {
     let (cfg, control, pos) = (ctx.cfg(), &ctx.state.control, ctx.pos);
     ctx.run.observer.phase("proposal", 1);
     let prefixes: Vec<Vec<u32>> = ctx.prep.layouts.iter().map(|l| [&l.prefix[..], &control[..pos]].concat()).collect();
-    let logits = position_logits(&ctx.run.loaded.model, &prefixes, cfg.batch_size)?;
+    let model = &ctx.run.loaded.model;
+    let (logits, states) = if cfg.prefix_cache {
+        let from: Vec<usize> = ctx.prep.layouts.iter().map(|l| l.prefix.len()).collect();
+        let states = prefill_prefixes(model, &prefixes, &from, cfg.batch_size);
+        (states.iter().map(|s| s.last_logits.clone()).collect(), Some(states))
+    } else {
+        (position_logits(model, &prefixes, cfg.batch_size)?, None)
+    };
     let previous = (pos > 0).then(|| control[pos - 1]);
     let out = propose(&logits, banned, previous, control[pos], cfg, step_seed(cfg.seed, ctx.state.step));
     ctx.run.observer.advance(1);
-    Ok(out)
+    Ok((out, states))
 }
 
 /// One-hot gradients through the fixed reasoning, summed over examples (SPEC B.1.2 C.3).
@@ -163,7 +200,7 @@ fn gradients(ctx: &StepContext<'_>, reasoning: &[Vec<u32>], candidates: &[u32]) 
     let seqs: Vec<TrainSequence> =
         ctx.prep.layouts.iter().zip(reasoning).map(|(l, r)| l.sequence(control, r)).collect();
     let gopts = GradOptions { answer_temperature: cfg.answer_temperature, control_weight: cfg.control_weight };
-    let mut out = Gradients { grad: vec![0.0; candidates.len()], mistakes: 0, loss: 0.0 };
+    let mut out = Gradients { grad: vec![0.0; candidates.len()], mistakes: 0, loss: 0.0, current: Vec::new() };
     ctx.run.observer.phase("gradient", ctx.n());
     let model = &ctx.run.loaded.model;
     for (k, chunk) in seqs.chunks(cfg.grad_batch_size).enumerate() {
@@ -179,6 +216,7 @@ fn gradients(ctx: &StepContext<'_>, reasoning: &[Vec<u32>], candidates: &[u32]) 
         out.grad.iter_mut().zip(&g.grad_sum).for_each(|(s, x)| *s += x);
         out.mistakes += g.examples.iter().filter(|e| e.mistake).count();
         out.loss += g.examples.iter().map(|e| e.loss_total).sum::<f32>();
+        out.current.extend(g.examples.iter().map(|e| (e.mistake, e.loss_control)));
         ctx.run.observer.advance(chunk.len());
     }
     Ok(out)

@@ -1,0 +1,371 @@
+//! `greater bench fidelity` (issue 13): does an optimised prompt beat ZS-CoT on a small model?
+//! Per task one seeded optimisation, then the **whole** dev and test splits for the initial prompt
+//! (ZS-CoT), greater's final prompt, and the paper's published GReaTer prompts for the task (both
+//! optimisers, `datasets/paper_prompts.toml`) as transfer baselines. Per prompt: exact-match
+//! accuracy with its Wilson interval, the paired test difference to ZS-CoT with the exact McNemar
+//! p, the constrained score, seconds.
+//!
+//! Resumable task by task: the optimisation resumes from its checkpoint, every evaluation is a
+//! JSON file in the task's `evals/`, and `fidelity-<model>.json` is rewritten after each task, so
+//! a killed bench continues where it stopped.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use greater_models::model::LoadedModel;
+use greater_opt::eval::{EvalOptions, EvalResult, PromptInput, evaluate_drafted};
+use greater_opt::finish;
+use greater_opt::optimize::{OptimizeConfig, Run};
+use greater_tasks::{Accuracy, PairedComparison, Task};
+
+use crate::bbh::model_slug;
+use crate::{Common, Host, write_json};
+
+/// The paper's prompts, embedded so that the binary needs no repository checkout.
+const PAPER_PROMPTS: &str = include_str!("../../../datasets/paper_prompts.toml");
+
+/// Arguments of `greater bench fidelity`.
+#[derive(Debug, clap::Args)]
+pub struct FidelityArgs {
+    /// Model name or path.
+    #[arg(long, default_value = "qwen2.5-coder-0.5b-instruct")]
+    pub model: String,
+    /// Tasks, comma separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "bbh/date_understanding,bbh/causal_judgement,bbh/sports_understanding,bbh/formal_fallacies,bbh/logical_deduction_five_objects"
+    )]
+    pub tasks: Vec<String>,
+    /// Train examples.
+    #[arg(long, default_value_t = 20)]
+    pub train: usize,
+    /// Optimisation steps per task.
+    #[arg(long, default_value_t = 15)]
+    pub steps: usize,
+    /// Reasoning cap in tokens.
+    #[arg(long, default_value_t = 256)]
+    pub max_reasoning_tokens: usize,
+    /// Top prompts re-scored on dev to choose the final one.
+    #[arg(long, default_value_t = 3)]
+    pub top_prompts: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Generation batch size.
+    #[arg(long, default_value_t = 10)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// One published prompt.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct PaperPrompt {
+    /// Our task name.
+    pub task: String,
+    /// The model that optimised it.
+    pub optimizer: String,
+    /// `greater`, `ape` or `pe2`.
+    pub method: String,
+    /// The prompt as published.
+    pub text: String,
+    /// Where in the paper.
+    pub source: String,
+    /// The paper prints it cut short.
+    #[serde(default)]
+    pub abridged: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct PaperFile {
+    prompt: Vec<PaperPrompt>,
+}
+
+/// The paper's prompts from `datasets/paper_prompts.toml`.
+pub fn paper_prompts() -> Result<Vec<PaperPrompt>> {
+    let f: PaperFile = toml::from_str(PAPER_PROMPTS).context("reading datasets/paper_prompts.toml")?;
+    Ok(f.prompt)
+}
+
+/// One prompt's result on a task.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PromptResult {
+    /// `zs-cot`, `greater` or `paper <optimizer>`.
+    pub label: String,
+    /// The prompt text (after the frozen "Use ").
+    pub text: String,
+    /// Dev accuracy.
+    pub dev: Accuracy,
+    /// Test accuracy.
+    pub test: Accuracy,
+    /// Paired test comparison with ZS-CoT (`None` for ZS-CoT itself).
+    pub versus_zs_cot: Option<PairedComparison>,
+    /// Constrained test score (closed label sets).
+    pub constrained_test: Option<f64>,
+    /// Seconds of its evaluations.
+    pub seconds: f64,
+}
+
+/// One task's row of the table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskResult {
+    /// Task name.
+    pub task: String,
+    /// ZS-CoT first, then greater, then the paper's prompts.
+    pub prompts: Vec<PromptResult>,
+    /// Seconds of the optimisation.
+    pub optimise_seconds: f64,
+}
+
+/// The report, `fidelity-<model>.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FidelityReport {
+    /// Model.
+    pub model: String,
+    /// Settings, `key=value` separated by spaces.
+    pub args: String,
+    /// Finished tasks.
+    pub tasks: Vec<TaskResult>,
+}
+
+/// Run the suite, skipping tasks the report already holds.
+pub fn run(args: &FidelityArgs, host: &dyn Host) -> Result<()> {
+    let slug = model_slug(&args.model);
+    let path = args.common.out.join(format!("fidelity-{slug}.json"));
+    let settings = format!(
+        "train={} steps={} max_reasoning_tokens={} top_prompts={} seed={} batch_size={}",
+        args.train, args.steps, args.max_reasoning_tokens, args.top_prompts, args.seed, args.batch_size
+    );
+    let mut report = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str::<FidelityReport>(&text).with_context(|| format!("reading {}", path.display()))?
+        }
+        Err(_) => FidelityReport { model: args.model.clone(), args: settings.clone(), tasks: Vec::new() },
+    };
+    if report.args != settings {
+        anyhow::bail!("{} was made with other settings ({}); use another --out", path.display(), report.args);
+    }
+    let paper = paper_prompts()?;
+    let loaded = host.load_model(&args.model)?;
+    for name in &args.tasks {
+        if report.tasks.iter().any(|t| &t.task == name) {
+            eprintln!("{name}: already in {}", path.display());
+            continue;
+        }
+        let task = host.load_task(name)?;
+        let dir = args.common.out.join("fidelity").join(&slug).join(name.replace('/', "_"));
+        let row = run_task(args, host, &loaded, &task, &dir, &paper).with_context(|| format!("benchmarking {name}"))?;
+        report.tasks.push(row);
+        write_json(&args.common.out, &format!("fidelity-{slug}.json"), &report)?;
+    }
+    print!("{}", table(&report));
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+fn run_task(
+    args: &FidelityArgs,
+    host: &dyn Host,
+    loaded: &LoadedModel,
+    task: &Task,
+    dir: &Path,
+    paper: &[PaperPrompt],
+) -> Result<TaskResult> {
+    let cfg = OptimizeConfig {
+        model: args.model.clone(),
+        task: task.name.clone(),
+        seed: args.seed,
+        steps: args.steps,
+        train: args.train,
+        max_reasoning_tokens: args.max_reasoning_tokens,
+        eval_limit: 0,
+        top_prompts: args.top_prompts,
+        batch_size: args.batch_size,
+        ..OptimizeConfig::default()
+    };
+    let t = Instant::now();
+    let observer = host.observer(cfg.steps);
+    let run = Run { loaded, task, cfg: &cfg, dir: dir.to_path_buf(), observer: observer.as_ref() };
+    let prep = run.prepare()?;
+    let state = run.optimize(&prep, dir.join("state.json").exists())?;
+    let optimise_seconds = t.elapsed().as_secs_f64();
+    finish::finish(&run, &prep, &state, optimise_seconds)?;
+    drop(observer);
+    let evals = dir.join("evals");
+    let zs = (read(&evals.join("initial-dev.json"))?, read(&evals.join("initial-test.json"))?);
+    let fin = (read(&evals.join("final-dev.json"))?, read(&evals.join("final-test.json"))?);
+    let text = |ids: &[u32]| loaded.tokenizer.decode(ids, false);
+    let mut prompts = vec![
+        result("zs-cot", text(&prep.initial)?, &zs, None),
+        result(
+            "greater",
+            text(&state.best.as_ref().map_or(state.control.clone(), |b| b.ids.clone()))?,
+            &fin,
+            Some(&zs),
+        ),
+    ];
+    let opts = EvalOptions {
+        max_reasoning_tokens: cfg.max_reasoning_tokens,
+        batch_size: cfg.batch_size,
+        placement: cfg.placement(),
+        ..EvalOptions::default()
+    };
+    for p in paper.iter().filter(|p| p.task == task.name && p.method == "greater") {
+        // The frozen prefix "Use " is ours to add; the paper's prompts start with it.
+        let body = p.text.strip_prefix(cfg.frozen_prefix.as_str()).unwrap_or(&p.text).to_string();
+        let mut pair = Vec::new();
+        for (split, examples, initial) in [("dev", &task.dev, &zs.0), ("test", &task.test, &zs.1)] {
+            let file = evals.join(format!("paper-{}-{split}.json", p.optimizer));
+            let r = match read_opt(&file)? {
+                Some(r) => r,
+                None => {
+                    let drafts: Vec<Vec<u32>> = initial.records.iter().map(|r| r.reasoning_ids.clone()).collect();
+                    let prompt = PromptInput::Text(body.clone());
+                    let obs = host.observer(0);
+                    let r = evaluate_drafted(loaded, &task.spec, examples, &prompt, &opts, &drafts, obs.as_ref())?;
+                    write_json(&evals, &format!("paper-{}-{split}.json", p.optimizer), &r)?;
+                    r
+                }
+            };
+            pair.push(r);
+        }
+        let pair = (pair.remove(0), pair.remove(0));
+        prompts.push(result(&format!("paper {}", p.optimizer), body, &pair, Some(&zs)));
+    }
+    Ok(TaskResult { task: task.name.clone(), prompts, optimise_seconds })
+}
+
+fn result(
+    label: &str,
+    text: String,
+    r: &(EvalResult, EvalResult),
+    base: Option<&(EvalResult, EvalResult)>,
+) -> PromptResult {
+    PromptResult {
+        label: label.into(),
+        text,
+        dev: r.0.scores.exact,
+        test: r.1.scores.exact,
+        versus_zs_cot: base.and_then(|b| PairedComparison::new(&b.1.correct(), &r.1.correct()).ok()),
+        constrained_test: r.1.scores.constrained.map(|c| c.accuracy),
+        seconds: r.0.seconds + r.1.seconds,
+    }
+}
+
+fn read(path: &PathBuf) -> Result<EvalResult> {
+    read_opt(path)?.with_context(|| format!("{} is missing", path.display()))
+}
+
+fn read_opt(path: &PathBuf) -> Result<Option<EvalResult>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The Markdown table: per task and prompt, then the average over tasks of each prompt label.
+pub fn table(report: &FidelityReport) -> String {
+    let pct = |a: &Accuracy| format!("{:.1} % [{:.1}, {:.1}]", 100.0 * a.accuracy, 100.0 * a.ci_low, 100.0 * a.ci_high);
+    let mut s = format!("model {} ({})\n\n", report.model, report.args);
+    s += "| task | prompt | dev | test [95 % Wilson] | Δ test vs ZS-CoT (McNemar p) | constrained test | s |\n";
+    s += "|---|---|---|---|---|---|---|\n";
+    for t in &report.tasks {
+        for p in &t.prompts {
+            let d = p
+                .versus_zs_cot
+                .as_ref()
+                .map_or("–".into(), |c| format!("{:+.1} (p = {:.3})", 100.0 * c.difference, c.p_value));
+            let c = p.constrained_test.map_or("–".into(), |c| format!("{:.1} %", 100.0 * c));
+            s += &format!(
+                "| {} | {} | {:.1} % | {} | {} | {} | {:.0} |\n",
+                t.task,
+                p.label,
+                100.0 * p.dev.accuracy,
+                pct(&p.test),
+                d,
+                c,
+                p.seconds
+            );
+        }
+    }
+    let mut labels: Vec<&str> = Vec::new();
+    for p in report.tasks.iter().flat_map(|t| &t.prompts) {
+        if !labels.contains(&p.label.as_str()) {
+            labels.push(&p.label);
+        }
+    }
+    for label in labels {
+        let rows: Vec<&PromptResult> =
+            report.tasks.iter().flat_map(|t| &t.prompts).filter(|p| p.label == label).collect();
+        let mean = |f: &dyn Fn(&PromptResult) -> f64| rows.iter().map(|p| f(p)).sum::<f64>() / rows.len() as f64;
+        let diff = rows.iter().filter_map(|p| p.versus_zs_cot.as_ref()).map(|c| c.difference).collect::<Vec<_>>();
+        let d = if diff.is_empty() {
+            "–".into()
+        } else {
+            format!("{:+.1}", 100.0 * diff.iter().sum::<f64>() / diff.len() as f64)
+        };
+        s += &format!(
+            "| **average ({} tasks)** | {label} | {:.1} % | {:.1} % | {d} | | |\n",
+            rows.len(),
+            100.0 * mean(&|p| p.dev.accuracy),
+            100.0 * mean(&|p| p.test.accuracy)
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_paper_prompts_parse_and_name_known_tasks() {
+        let prompts = paper_prompts().unwrap();
+        assert!(prompts.len() >= 40, "{}", prompts.len());
+        let known = greater_tasks::task_names();
+        for p in &prompts {
+            assert!(known.contains(&p.task), "{} is not a task name", p.task);
+            assert!(!p.text.trim().is_empty() && !p.source.is_empty());
+            assert!(["greater", "ape", "pe2"].contains(&p.method.as_str()), "{}", p.method);
+        }
+        let bbh = known.iter().filter(|t| t.starts_with("bbh/") && prompts.iter().any(|p| &p.task == *t)).count();
+        assert!(bbh >= 20, "{bbh} BBH tasks have a paper prompt");
+    }
+
+    #[test]
+    fn the_table_averages_each_prompt_over_tasks() {
+        let acc = |c| Accuracy::new(c, 10);
+        let prompt = |label: &str, c, diff: Option<f64>| PromptResult {
+            label: label.into(),
+            text: String::new(),
+            dev: acc(c),
+            test: acc(c),
+            versus_zs_cot: diff.map(|d| PairedComparison {
+                first: acc(5),
+                second: acc(5),
+                b: 0,
+                c: 0,
+                difference: d,
+                p_value: 1.0,
+            }),
+            constrained_test: None,
+            seconds: 1.0,
+        };
+        let task = |name: &str, z, g| TaskResult {
+            task: name.into(),
+            prompts: vec![prompt("zs-cot", z, None), prompt("greater", g, Some((g as f64 - z as f64) / 10.0))],
+            optimise_seconds: 1.0,
+        };
+        let r = FidelityReport {
+            model: "m".into(),
+            args: "a".into(),
+            tasks: vec![task("bbh/x", 4, 6), task("bbh/y", 6, 6)],
+        };
+        let t = table(&r);
+        assert!(t.contains("| **average (2 tasks)** | zs-cot | 50.0 % | 50.0 % | – |"), "{t}");
+        assert!(t.contains("| **average (2 tasks)** | greater | 60.0 % | 60.0 % | +10.0 |"), "{t}");
+    }
+}

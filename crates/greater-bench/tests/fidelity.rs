@@ -1,0 +1,62 @@
+//! `greater bench fidelity` end to end on a tiny random model and a generated task: it writes its
+//! report, and a second run continues from it instead of starting again.
+
+use std::path::Path;
+
+use anyhow::Result;
+use greater_bench::fidelity::{FidelityArgs, FidelityReport, run};
+use greater_bench::{Common, Host};
+use greater_models::config::Family;
+use greater_models::model::LoadedModel;
+use greater_models::testing::tiny_loaded;
+use greater_opt::{NoObserver, Observer};
+use greater_tasks::Task;
+
+struct TinyHost;
+
+impl Host for TinyHost {
+    fn load_model(&self, _: &str) -> Result<LoadedModel> {
+        Ok(tiny_loaded(Family::Llama, 3)?)
+    }
+    fn load_task(&self, name: &str) -> Result<Task> {
+        let mut t = greater_tasks::load_task(name, Path::new("/nonexistent"))?;
+        t.dev.truncate(6);
+        t.test.truncate(6);
+        Ok(t)
+    }
+    fn observer(&self, _: usize) -> Box<dyn Observer> {
+        Box::new(NoObserver)
+    }
+}
+
+#[test]
+fn fidelity_writes_its_table_and_resumes_task_by_task() {
+    let out = tempfile::tempdir().unwrap();
+    let args = |tasks: &[&str]| FidelityArgs {
+        model: "tiny".into(),
+        tasks: tasks.iter().map(|t| t.to_string()).collect(),
+        train: 2,
+        steps: 1,
+        max_reasoning_tokens: 4,
+        top_prompts: 1,
+        seed: 0,
+        batch_size: 3,
+        common: Common { out: out.path().to_path_buf(), threads: None },
+    };
+    run(&args(&["gen/boolean_expressions"]), &TinyHost).unwrap();
+    let path = out.path().join("fidelity-tiny.json");
+    let first: FidelityReport = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(first.tasks.len(), 1);
+    let labels: Vec<&str> = first.tasks[0].prompts.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(labels, ["zs-cot", "greater"]);
+    assert_eq!(first.tasks[0].prompts[0].test.total, 6, "the whole (truncated) test split");
+    // A second task: the first is kept as it was, not run again.
+    run(&args(&["gen/boolean_expressions", "gen/object_counting"]), &TinyHost).unwrap();
+    let second: FidelityReport = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(second.tasks.len(), 2);
+    assert_eq!(second.tasks[0], first.tasks[0]);
+    // Other settings into the same folder are refused.
+    let mut other = args(&["gen/boolean_expressions"]);
+    other.steps = 2;
+    assert!(run(&other, &TinyHost).is_err());
+}

@@ -1,0 +1,531 @@
+//! Greedy generation for many jobs at once, with the accelerations selection needs and not one
+//! changed token:
+//!
+//! - **one pass**: a job's prompt log-probabilities come from the prefill that generation runs
+//!   anyway, and a teacher-forced tail (extractor + answer) is fed through the job's own cache
+//!   after its reasoning, so scoring needs no second forward over the whole sequence;
+//! - **drafted verification**: a job may bring a draft (another chain of reasoning for the same
+//!   example); up to `chunk` draft tokens are checked in one forward, the longest prefix equal to
+//!   the greedy argmax is kept together with the model's first own token, the rest becomes holes
+//!   in the cache ([`KvCache::reject_from`]), and a lost draft re-synchronises by n-gram lookup
+//!   ([`Drafter`]). Every kept token is the argmax of the model at its position;
+//! - **continuous batching**: a finished row is replaced from the queue at once, so the batch
+//!   stays full instead of draining.
+//!
+//! Hand-written because no crate does KV-cached speculative decoding over burn tensors.
+
+mod draft;
+mod host;
+mod prefix;
+mod reads;
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use burn::tensor::{Int, Tensor, TensorData};
+
+pub use draft::Drafter;
+pub use prefix::{Prefix, prefill_prefixes};
+pub(crate) use reads::Reads;
+use reads::prefill;
+
+use crate::arch::CausalLm;
+use crate::cache::KvCache;
+use crate::generate::GenerateError;
+use crate::layers::download;
+
+/// One sequence to continue.
+#[derive(Debug, Clone, Default)]
+pub struct Job {
+    /// The prompt ids (non-empty).
+    pub prompt: Vec<u32>,
+    /// A guess of the continuation, verified token by token; empty: none.
+    pub draft: Vec<u32>,
+    /// Prompt positions whose −log p is returned (each read from the position before; starts ≥ 1).
+    pub scored: Range<usize>,
+    /// Ids fed teacher-forced after the generated ones; the argmax and −log p at each is returned.
+    pub tail: Vec<u32>,
+    /// The cached state of the prompt's first tokens ([`prefill_prefixes`]), shared by every
+    /// prompt that starts with them: only the rest is prefilled. All jobs of a run have one or
+    /// none.
+    pub prefix: Option<std::sync::Arc<Prefix>>,
+    /// Jobs of one group can be dropped together ([`Flow::DropGroup`]).
+    pub group: usize,
+}
+
+/// What a finished job gives back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// New ids, without the stop token.
+    pub ids: Vec<u32>,
+    /// The stop token that ended it, if one did.
+    pub stop: Option<u32>,
+    /// −log p of each [`Job::scored`] prompt token.
+    pub prompt_nll: Vec<f32>,
+    /// The argmax at each tail token's position, given everything before it.
+    pub tail_argmax: Vec<u32>,
+    /// −log p of each tail token at [`EngineOptions::tail_temperature`].
+    pub tail_nll: Vec<f32>,
+}
+
+/// How drafts are verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DraftOptions {
+    /// Draft tokens checked per forward.
+    pub chunk: usize,
+    /// Tokens looked up to re-synchronise a lost draft (0: never).
+    pub ngram: usize,
+}
+
+/// How to run the jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineOptions {
+    /// The most new tokens per job.
+    pub max_new_tokens: usize,
+    /// Ids that end a job's generation.
+    pub stop_ids: Vec<u32>,
+    /// Rows per forward.
+    pub batch_size: usize,
+    /// Verify drafts (`None`: ignore them and decode token by token).
+    pub draft: Option<DraftOptions>,
+    /// Refill a finished row at once (otherwise the batch drains before the next is admitted).
+    pub continuous: bool,
+    /// Temperature of [`Finished::tail_nll`].
+    pub tail_temperature: f32,
+}
+
+/// What the work cost, for the step events and the benchmark tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EngineStats {
+    /// Jobs finished.
+    pub jobs: usize,
+    /// Prefill forwards.
+    pub prefills: usize,
+    /// Decode or verification forwards.
+    pub forwards: usize,
+    /// Tokens generated (stop tokens not counted).
+    pub generated: usize,
+    /// Draft tokens fed for verification.
+    pub drafted: usize,
+    /// Draft tokens that were the greedy choice.
+    pub accepted: usize,
+    /// Padding tokens fed in verification forwards.
+    pub padding: usize,
+}
+
+impl EngineStats {
+    /// Add `other`'s counts.
+    pub fn add(&mut self, other: &EngineStats) {
+        self.jobs += other.jobs;
+        self.prefills += other.prefills;
+        self.forwards += other.forwards;
+        self.generated += other.generated;
+        self.drafted += other.drafted;
+        self.accepted += other.accepted;
+        self.padding += other.padding;
+    }
+
+    /// Accepted ÷ drafted (0 when nothing was drafted).
+    pub fn acceptance(&self) -> f64 {
+        if self.drafted == 0 { 0.0 } else { self.accepted as f64 / self.drafted as f64 }
+    }
+}
+
+/// What the caller says after each finished job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// Leave out the unfinished jobs of this group, go on with the others.
+    DropGroup(usize),
+    /// Stop now: the jobs not finished yet are left out.
+    Stop,
+}
+
+/// Run every job; `on_done(job, result)` sees each as it finishes and may stop the run. Returns
+/// the results in job order (`None` for jobs a [`Flow::Stop`] left unfinished) and the cost.
+pub fn run(
+    model: &dyn CausalLm,
+    jobs: &[Job],
+    opts: &EngineOptions,
+    on_done: &mut dyn FnMut(usize, &Finished) -> Flow,
+) -> Result<(Vec<Option<Finished>>, EngineStats), GenerateError> {
+    check(model, jobs, opts)?;
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| (jobs[i].prompt.len(), i));
+    let w_max = 1 + opts.draft.map_or(0, |d| d.chunk);
+    let tail_max = jobs.iter().map(|j| j.tail.len()).max().unwrap_or(0);
+    let mut engine = Engine {
+        model,
+        jobs,
+        opts,
+        on_done,
+        queue: order.into(),
+        live: Vec::new(),
+        cache: KvCache::new(0, 0),
+        reserve: opts.max_new_tokens + tail_max + w_max + 1,
+        out: vec![None; jobs.len()],
+        stats: EngineStats::default(),
+        stopped: false,
+        dropped: Vec::new(),
+    };
+    engine.drive();
+    Ok((engine.out, engine.stats))
+}
+
+fn check(model: &dyn CausalLm, jobs: &[Job], opts: &EngineOptions) -> Result<(), GenerateError> {
+    let context = model.config().max_position_embeddings;
+    for (index, j) in jobs.iter().enumerate() {
+        let prompt = j.prompt.len();
+        if prompt == 0 {
+            return Err(GenerateError::EmptyPrompt { index });
+        }
+        if prompt + opts.max_new_tokens > context {
+            return Err(GenerateError::ContextOverflow { index, prompt, new: opts.max_new_tokens, context });
+        }
+        if !j.scored.is_empty() && (j.scored.start == 0 || j.scored.end > prompt) {
+            return Err(GenerateError::ScoredRange { index, start: j.scored.start, end: j.scored.end, prompt });
+        }
+        if j.prefix.as_ref().is_some_and(|p| !p.fits(&j.prompt, &j.scored))
+            || j.prefix.is_some() != jobs[0].prefix.is_some()
+        {
+            return Err(GenerateError::Prefix { index });
+        }
+    }
+    Ok(())
+}
+
+/// A row being generated. Its last generated token (`pending`) is chosen but not yet fed.
+struct Row {
+    job: usize,
+    ids: Vec<u32>,
+    pending: u32,
+    drafter: Option<Drafter>,
+    prompt_nll: Vec<f32>,
+}
+
+/// A row whose generation ended, waiting for its tail.
+struct Ending {
+    /// Its row in the cache it ends in.
+    row: usize,
+    job: usize,
+    ids: Vec<u32>,
+    stop: Option<u32>,
+    /// The last generated token when it is not in the cache yet.
+    pending: Option<u32>,
+    /// Host logits at the last cached position, when they predict the first tail token.
+    first: Option<Vec<f32>>,
+    prompt_nll: Vec<f32>,
+}
+
+struct Engine<'a> {
+    model: &'a dyn CausalLm,
+    jobs: &'a [Job],
+    opts: &'a EngineOptions,
+    on_done: &'a mut dyn FnMut(usize, &Finished) -> Flow,
+    queue: VecDeque<usize>,
+    live: Vec<Row>,
+    cache: KvCache,
+    /// Slots a row may still need after its prompt: new tokens, tail, one verification chunk.
+    reserve: usize,
+    out: Vec<Option<Finished>>,
+    stats: EngineStats,
+    stopped: bool,
+    /// Groups whose unfinished jobs are left out.
+    dropped: Vec<usize>,
+}
+
+/// Where a row stands after its new tokens were walked.
+enum Walk {
+    /// Still generating; `accepted` draft tokens were right.
+    Goes { accepted: usize },
+    /// Ended.
+    Ends(Ending),
+}
+
+impl Engine<'_> {
+    fn drive(&mut self) {
+        let batch = self.opts.batch_size.max(1);
+        while !self.stopped {
+            self.drop_groups();
+            let room = batch - self.live.len();
+            if !self.queue.is_empty() && (self.live.is_empty() || self.opts.continuous && room > 0) {
+                let take = room.min(self.queue.len());
+                let admitted: Vec<usize> = self.queue.drain(..take).collect();
+                self.admit(&admitted);
+                continue;
+            }
+            if self.live.is_empty() {
+                break;
+            }
+            self.verify();
+        }
+    }
+
+    /// Remove the queued jobs and live rows of dropped groups.
+    fn drop_groups(&mut self) {
+        if self.dropped.is_empty() {
+            return;
+        }
+        let (jobs, dropped) = (self.jobs, &self.dropped);
+        self.queue.retain(|&j| !dropped.contains(&jobs[j].group));
+        let keep: Vec<usize> =
+            (0..self.live.len()).filter(|&r| !dropped.contains(&jobs[self.live[r].job].group)).collect();
+        if keep.len() < self.live.len() {
+            self.cache.retain_rows(&keep);
+            let mut index = 0;
+            self.live.retain(|_| {
+                index += 1;
+                keep.binary_search(&(index - 1)).is_ok()
+            });
+        }
+    }
+
+    /// Prefill `admitted` jobs, choose their first tokens and stack them under the live rows.
+    fn admit(&mut self, admitted: &[usize]) {
+        let prompts: Vec<Vec<u32>> = admitted.iter().map(|&j| self.jobs[j].prompt.clone()).collect();
+        let scored: Vec<Range<usize>> = admitted.iter().map(|&j| self.jobs[j].scored.clone()).collect();
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let prefixes: Option<Vec<&Prefix>> = admitted.iter().map(|&j| self.jobs[j].prefix.as_deref()).collect();
+        let (cache, nll, last) = match prefixes {
+            Some(p) => prefix::prefill_rest(self.model, &p, &prompts, &scored, longest + self.reserve),
+            None => {
+                let mut cache = KvCache::new(prompts.len(), longest + self.reserve);
+                let (nll, last) = prefill(self.model, &prompts, &scored, &mut cache);
+                (cache, nll, last)
+            }
+        };
+        let mut cache = cache;
+        self.stats.prefills += 1;
+        let v = self.model.config().vocab_size;
+        let mut endings = Vec::new();
+        let mut rows = Vec::new();
+        for (r, (&job, nll)) in admitted.iter().zip(nll).enumerate() {
+            let logits = &last[r * v..(r + 1) * v];
+            let row = Row { job, ids: Vec::new(), pending: 0, drafter: None, prompt_nll: nll };
+            match self.first_token(row, r, logits) {
+                Ok(row) => rows.push((r, row)),
+                Err(e) => endings.push(e),
+            }
+        }
+        self.finish(&cache, endings);
+        let keep: Vec<usize> = rows.iter().map(|(r, _)| *r).collect();
+        if keep.is_empty() {
+            return;
+        }
+        cache.retain_rows(&keep);
+        let capacity = self.cache.len().max(cache.len()) + self.reserve;
+        self.cache.append_rows(cache, capacity);
+        self.live.extend(rows.into_iter().map(|(_, row)| row));
+    }
+
+    /// Choose a new row's first token from its prompt's last logits (row `r` of the prefill).
+    fn first_token(&mut self, mut row: Row, r: usize, logits: &[f32]) -> Result<Row, Ending> {
+        let end = |row: Row, stop, first| Ending {
+            row: r,
+            job: row.job,
+            ids: Vec::new(),
+            stop,
+            pending: None,
+            first,
+            prompt_nll: row.prompt_nll,
+        };
+        if self.opts.max_new_tokens == 0 {
+            return Err(end(row, None, Some(logits.to_vec())));
+        }
+        let t = host::argmax(logits);
+        if self.opts.stop_ids.contains(&t) {
+            return Err(end(row, Some(t), Some(logits.to_vec())));
+        }
+        self.stats.generated += 1;
+        row.ids.push(t);
+        row.pending = t;
+        if self.opts.max_new_tokens == 1 {
+            let ids = std::mem::take(&mut row.ids);
+            return Err(Ending { pending: Some(t), ids, ..end(row, None, None) });
+        }
+        if let Some(d) = self.opts.draft {
+            let mut drafter = Drafter::new(self.jobs[row.job].draft.clone(), d.ngram);
+            drafter.advance(0, t, &row.ids);
+            row.drafter = Some(drafter);
+        }
+        Ok(row)
+    }
+
+    /// One forward over every live row: its pending token and up to `chunk` draft tokens.
+    fn verify(&mut self) {
+        let chunk = self.opts.draft.map_or(0, |d| d.chunk);
+        // A row can still emit `max_new - ids` tokens; its verification emits proposal + 1.
+        let room = |r: &Row| chunk.min(self.opts.max_new_tokens.saturating_sub(r.ids.len() + 1));
+        let mut proposals: Vec<Vec<u32>> =
+            self.live.iter().map(|r| r.drafter.as_ref().map_or(Vec::new(), |d| d.propose(room(r)).to_vec())).collect();
+        let b = self.live.len();
+        let w = width(&proposals);
+        proposals.iter_mut().for_each(|p| p.truncate(w - 1));
+        // Compaction can squeeze out the slots beyond the longest row (rejected drafts, padding
+        // tokens); the left padding of shorter rows stays. Do it when out of room or when those
+        // slots are most of the cache.
+        let (len, longest) = (self.cache.len(), self.cache.longest_row());
+        if len + w > self.cache.capacity() || 2 * (len - longest) > len {
+            self.cache.compact(longest + self.reserve);
+        }
+        let base = self.cache.len();
+        let mut ids = Vec::with_capacity(b * w);
+        let mut valid = Vec::with_capacity(b);
+        for (row, p) in self.live.iter().zip(&proposals) {
+            ids.push(row.pending as i64);
+            ids.extend(p.iter().map(|&t| t as i64));
+            ids.extend(std::iter::repeat_n(0i64, w - 1 - p.len()));
+            valid.push((0..w).map(|i| i <= p.len()).collect::<Vec<bool>>());
+            self.stats.drafted += p.len();
+            self.stats.padding += w - 1 - p.len();
+        }
+        let counts: Vec<usize> = proposals.iter().map(|p| p.len() + 1).collect();
+        let logits = forward_rows(self.model, ids, &valid, &counts, &mut self.cache);
+        self.stats.forwards += 1;
+        let v = self.model.config().vocab_size;
+        let mut endings = Vec::new();
+        let mut keep = Vec::with_capacity(b);
+        let mut at = 0;
+        for (r, p) in proposals.iter().enumerate() {
+            let rows = &logits[at * v..(at + p.len() + 1) * v];
+            at += p.len() + 1;
+            match self.walk(r, base, p, rows) {
+                Walk::Goes { accepted } => {
+                    self.stats.accepted += accepted;
+                    keep.push(r);
+                }
+                Walk::Ends(e) => endings.push(e),
+            }
+        }
+        if endings.is_empty() {
+            return;
+        }
+        let cache = self.cache.clone();
+        self.finish(&cache, endings);
+        self.cache.retain_rows(&keep);
+        let mut index = 0;
+        self.live.retain(|_| {
+            index += 1;
+            keep.binary_search(&(index - 1)).is_ok()
+        });
+    }
+
+    /// Walk row `r`'s fed tokens (pending, then `proposal`) against its greedy choices (`logits`,
+    /// one row per fed token); the cache holds them from slot `base`.
+    fn walk(&mut self, r: usize, base: usize, proposal: &[u32], logits: &[f32]) -> Walk {
+        let v = self.model.config().vocab_size;
+        let max_new = self.opts.max_new_tokens;
+        let row = &mut self.live[r];
+        for i in 0..=proposal.len() {
+            let scores = &logits[i * v..(i + 1) * v];
+            let g = host::argmax(scores);
+            // The fed tokens 0..=i are real; slot base + i + 1 onwards holds unverified drafts.
+            let next_slot = base + i + 1;
+            if self.opts.stop_ids.contains(&g) {
+                self.cache.reject_from(r, next_slot);
+                self.stats.accepted += i;
+                return Walk::Ends(ending(r, row, Some(g), None, Some(scores.to_vec())));
+            }
+            row.ids.push(g);
+            self.stats.generated += 1;
+            if row.ids.len() == max_new {
+                self.cache.reject_from(r, next_slot);
+                self.stats.accepted += i;
+                return Walk::Ends(ending(r, row, None, Some(g), None));
+            }
+            if proposal.get(i) != Some(&g) {
+                self.cache.reject_from(r, next_slot);
+                row.pending = g;
+                if let Some(d) = row.drafter.as_mut() {
+                    d.advance(i, g, &row.ids);
+                }
+                return Walk::Goes { accepted: i };
+            }
+        }
+        unreachable!("the last fed token has no proposal after it, so the walk ends there")
+    }
+
+    /// Feed the tails of `endings` (rows of `cache`) and hand every finished job to the caller.
+    fn finish(&mut self, cache: &KvCache, endings: Vec<Ending>) {
+        if endings.is_empty() || self.stopped {
+            return;
+        }
+        let tails: Vec<&[u32]> = endings.iter().map(|e| &self.jobs[e.job].tail[..]).collect();
+        let fed = host::tail_logits(self.model, cache, &endings, &tails);
+        let t = self.opts.tail_temperature;
+        for (e, rows) in endings.into_iter().zip(fed) {
+            if self.dropped.contains(&self.jobs[e.job].group) {
+                continue;
+            }
+            let tail = &self.jobs[e.job].tail;
+            let predicting: Vec<&[f32]> =
+                e.first.as_deref().into_iter().chain(rows.iter().map(Vec::as_slice)).collect();
+            let tail_argmax = predicting.iter().map(|r| host::argmax(r)).collect();
+            let tail_nll = predicting.iter().zip(tail).map(|(r, &tok)| host::nll(r, tok, t)).collect();
+            let done = Finished { ids: e.ids, stop: e.stop, prompt_nll: e.prompt_nll, tail_argmax, tail_nll };
+            self.stats.jobs += 1;
+            let flow = (self.on_done)(e.job, &done);
+            self.out[e.job] = Some(done);
+            match flow {
+                Flow::Continue => {}
+                Flow::DropGroup(g) => self.dropped.push(g),
+                Flow::Stop => {
+                    self.stopped = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Tokens fed per row: the widest verification whose fed tokens are at least half real (pending +
+/// proposals, not padding). On a CPU a forward costs about what it feeds, padding included, so a
+/// few rows with long drafts must not make every other row pay for them.
+fn width(proposals: &[Vec<u32>]) -> usize {
+    let b = proposals.len();
+    let longest = proposals.iter().map(Vec::len).max().unwrap_or(0);
+    (1..=longest + 1)
+        .rev()
+        .find(|&w| 2 * proposals.iter().map(|p| 1 + p.len().min(w - 1)).sum::<usize>() >= b * w)
+        .unwrap_or(1)
+}
+
+fn ending(r: usize, row: &mut Row, stop: Option<u32>, pending: Option<u32>, first: Option<Vec<f32>>) -> Ending {
+    Ending {
+        row: r,
+        job: row.job,
+        ids: std::mem::take(&mut row.ids),
+        stop,
+        pending,
+        first,
+        prompt_nll: std::mem::take(&mut row.prompt_nll),
+    }
+}
+
+/// One forward of `ids` (`[batch · w]`, `valid` per token) through `cache`; the host logits of
+/// the first `counts[r]` tokens of every row, rows one after another.
+fn forward_rows(
+    model: &dyn CausalLm,
+    ids: Vec<i64>,
+    valid: &[Vec<bool>],
+    counts: &[usize],
+    cache: &mut KvCache,
+) -> Vec<f32> {
+    let (b, w) = (valid.len(), valid[0].len());
+    let device = model.device();
+    let v = model.config().vocab_size;
+    let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, w]), device);
+    let all_valid = valid.iter().all(|r| r.iter().all(|&x| x));
+    let hidden = model.forward_hidden(model.embed(x), (!all_valid).then_some(valid), cache);
+    if all_valid {
+        // Every token is read: the plain decode path when `w` is 1.
+        return download(model.lm_head(hidden).reshape([b * w, v]));
+    }
+    let h = hidden.dims()[2];
+    let picked: Vec<i64> =
+        counts.iter().enumerate().flat_map(|(r, &c)| (0..c).map(move |i| (r * w + i) as i64)).collect();
+    let n = picked.len();
+    let idx = Tensor::<1, Int>::from_data(TensorData::new(picked, [n]), device);
+    download(model.lm_head(hidden.reshape([b * w, h]).select(0, idx).reshape([1, n, h])).reshape([n, v]))
+}
