@@ -73,7 +73,7 @@ pub fn run_task(
         let e: StepEvent = serde_json::from_str(line)
             .map_err(|e| OptError::BadFile { path: dir.join("events.jsonl"), reason: e.to_string() })?;
         tokens += e.generated_tokens as u64;
-        add_cost(&mut cost, &e.cost);
+        cost.add(&e.cost);
     }
     let phases: Vec<[f64; 4]> = state.history.iter().map(phase_seconds).collect();
     let gen_seconds: f64 = phases.iter().map(|p| p[0] + p[3]).sum();
@@ -105,21 +105,6 @@ pub fn run_task(
         accelerated: cfg.accelerated(),
         cost,
     })
-}
-
-/// Sum `c` into `total` (the acceptance rate recomputed from the sums).
-fn add_cost(total: &mut StepCost, c: &StepCost) {
-    total.decoded_tokens += c.decoded_tokens;
-    total.drafted_tokens += c.drafted_tokens;
-    total.accepted_tokens += c.accepted_tokens;
-    total.forwards += c.forwards;
-    total.pruned_candidates += c.pruned_candidates;
-    total.skipped_candidates += c.skipped_candidates;
-    total.pruned_examples += c.pruned_examples;
-    total.selection_generation += c.selection_generation;
-    total.selection_scoring += c.selection_scoring;
-    total.acceptance_rate =
-        if total.drafted_tokens == 0 { 0.0 } else { total.accepted_tokens as f64 / total.drafted_tokens as f64 };
 }
 
 /// Seconds of one step in generation, proposal, gradient and selection (the order of

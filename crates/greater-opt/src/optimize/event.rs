@@ -102,6 +102,23 @@ pub struct StepCost {
     pub selection_scoring: f64,
 }
 
+impl StepCost {
+    /// Add `other`'s counts and seconds (the acceptance rate recomputed from the sums).
+    pub fn add(&mut self, other: &StepCost) {
+        self.decoded_tokens += other.decoded_tokens;
+        self.drafted_tokens += other.drafted_tokens;
+        self.accepted_tokens += other.accepted_tokens;
+        self.forwards += other.forwards;
+        self.pruned_candidates += other.pruned_candidates;
+        self.skipped_candidates += other.skipped_candidates;
+        self.pruned_examples += other.pruned_examples;
+        self.selection_generation += other.selection_generation;
+        self.selection_scoring += other.selection_scoring;
+        let drafted = self.drafted_tokens.max(1) as f64;
+        self.acceptance_rate = self.accepted_tokens as f64 / drafted;
+    }
+}
+
 /// One line of `events.jsonl`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepEvent {

@@ -270,10 +270,12 @@ fn partial_score(score: f32, mistake_rate: f32, prompt_nll: f32, after: usize) -
 
 /// Fold the engine's counts into the step's cost.
 pub(super) fn add_stats(cost: &mut StepCost, s: &EngineStats) {
-    cost.decoded_tokens += s.generated;
-    cost.drafted_tokens += s.drafted;
-    cost.accepted_tokens += s.accepted;
-    cost.forwards += s.forwards;
-    cost.acceptance_rate =
-        if cost.drafted_tokens == 0 { 0.0 } else { cost.accepted_tokens as f64 / cost.drafted_tokens as f64 };
+    let engine = StepCost {
+        decoded_tokens: s.generated,
+        drafted_tokens: s.drafted,
+        accepted_tokens: s.accepted,
+        forwards: s.forwards,
+        ..StepCost::default()
+    };
+    cost.add(&engine);
 }

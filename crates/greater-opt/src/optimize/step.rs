@@ -131,8 +131,7 @@ pub(super) fn step(
     let top: Vec<u32> = top_mu(&grads.grad, run.cfg.mu).into_iter().map(|i| candidates[i]).collect();
     let sel = timed(&mut seconds.selection, || select(&ctx, &top, &reasoning, &grads.current, prefixes.as_deref()))?;
     let mut cost = sel.cost;
-    cost.decoded_tokens += pass_cost.decoded_tokens;
-    cost.forwards += pass_cost.forwards;
+    cost.add(&pass_cost);
     let next = next_state(&ctx, &sel, seconds)?;
     let n = ctx.n() as f32;
     let chosen = &sel.scored[sel.winner];
