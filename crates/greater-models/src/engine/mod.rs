@@ -518,25 +518,6 @@ fn width(proposals: &[Vec<u32>], rates: &[f64]) -> usize {
     best.0
 }
 
-#[cfg(test)]
-mod tests {
-    use super::width;
-
-    #[test]
-    fn width_follows_what_the_drafts_are_worth() {
-        // No drafts: plain decoding.
-        assert_eq!(width(&[vec![], vec![]], &[0.8, 0.8]), 1);
-        // Every row has a long draft it gets right: verify all of it.
-        assert_eq!(width(&[vec![1; 8], vec![1; 8]], &[0.99, 0.99]), 9);
-        // Drafts that are usually wrong are not worth feeding.
-        assert_eq!(width(&[vec![1; 8], vec![1; 8]], &[0.1, 0.1]), 1);
-        // One good draft among many rows without one: not worth the others' padding.
-        let mut rows = vec![vec![]; 9];
-        rows.push(vec![1; 8]);
-        assert_eq!(width(&rows, &[0.9; 10]), 1);
-    }
-}
-
 fn ending(r: usize, row: &mut Row, stop: Option<u32>, pending: Option<u32>, first: Option<Vec<f32>>) -> Ending {
     Ending {
         row: r,
@@ -574,4 +555,23 @@ fn forward_rows(
     let n = picked.len();
     let idx = Tensor::<1, Int>::from_data(TensorData::new(picked, [n]), device);
     download(model.lm_head(hidden.reshape([b * w, h]).select(0, idx).reshape([1, n, h])).reshape([n, v]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::width;
+
+    #[test]
+    fn width_follows_what_the_drafts_are_worth() {
+        // No drafts: plain decoding.
+        assert_eq!(width(&[vec![], vec![]], &[0.8, 0.8]), 1);
+        // Every row has a long draft it gets right: verify all of it.
+        assert_eq!(width(&[vec![1; 8], vec![1; 8]], &[0.99, 0.99]), 9);
+        // Drafts that are usually wrong are not worth feeding.
+        assert_eq!(width(&[vec![1; 8], vec![1; 8]], &[0.1, 0.1]), 1);
+        // One good draft among many rows without one: not worth the others' padding.
+        let mut rows = vec![vec![]; 9];
+        rows.push(vec![1; 8]);
+        assert_eq!(width(&rows, &[0.9; 10]), 1);
+    }
 }
