@@ -237,41 +237,58 @@ impl KvCache {
     /// # Panics
     /// If the longer cache does not fit `capacity`, or the two come from different models.
     pub fn append_rows(&mut self, other: KvCache, capacity: usize) {
-        if self.batch == 0 {
-            *self = other;
-            self.compact(capacity);
-            return;
-        }
-        let len = self.len.max(other.len);
+        let mine = std::mem::replace(self, KvCache::new(0, 0));
+        *self = KvCache::stack(vec![mine, other], capacity);
+    }
+
+    /// Stack the rows of `caches`, in order, into one cache of `capacity` slots, each cache
+    /// left-padded with holes to the longest one's length; one copy of every row.
+    ///
+    /// # Panics
+    /// If the longest does not fit `capacity`, or the caches come from different models.
+    pub fn stack(caches: Vec<KvCache>, capacity: usize) -> KvCache {
+        let caches: Vec<KvCache> = caches.into_iter().filter(|c| c.batch > 0).collect();
+        let len = caches.iter().map(|c| c.len).max().unwrap_or(0);
         assert!(len <= capacity, "kv cache merge: {len} slots do not fit {capacity}");
-        assert_eq!(self.layers.len(), other.layers.len(), "kv caches of different models");
-        let (ba, bb) = (self.batch, other.batch);
-        let (la, lb) = (self.len, other.len);
-        for (mine, theirs) in self.layers.iter_mut().zip(other.layers) {
-            let (Some(a), Some(o)) = (mine.take(), theirs) else { continue };
-            let [_, h, _, d] = a.0.dims();
-            let device = a.0.device();
-            let stack = |x: Tensor<4>, y: Tensor<4>| {
-                let z = Tensor::<4>::zeros([ba + bb, h, capacity, d], &device);
-                let z = z.slice_assign([0..ba, 0..h, len - la..len, 0..d], x.slice([0..ba, 0..h, 0..la, 0..d]));
-                z.slice_assign([ba..ba + bb, 0..h, len - lb..len, 0..d], y.slice([0..bb, 0..h, 0..lb, 0..d]))
-            };
-            *mine = Some((stack(a.0, o.0), stack(a.1, o.1)));
+        let batch: usize = caches.iter().map(|c| c.batch).sum();
+        let mut out = KvCache::new(batch, capacity);
+        out.len = len;
+        let Some(first) = caches.first() else { return out };
+        let layers = first.layers.len();
+        assert!(caches.iter().all(|c| c.layers.len() == layers), "kv caches of different models");
+        for layer in 0..layers {
+            let Some((k0, _)) = &first.layers[layer] else { continue };
+            let [_, h, _, d] = k0.dims();
+            let device = k0.device();
+            let (mut k, mut v) = (
+                Tensor::<4>::zeros([batch, h, capacity, d], &device),
+                Tensor::<4>::zeros([batch, h, capacity, d], &device),
+            );
+            let mut row = 0;
+            for c in &caches {
+                let (ck, cv) = c.layers[layer].as_ref().expect("every cache has run the same layers");
+                let (rows, at) = (row..row + c.batch, len - c.len..len);
+                k = k.slice_assign(
+                    [rows.clone(), 0..h, at.clone(), 0..d],
+                    ck.clone().slice([0..c.batch, 0..h, 0..c.len, 0..d]),
+                );
+                v = v.slice_assign([rows, 0..h, at, 0..d], cv.clone().slice([0..c.batch, 0..h, 0..c.len, 0..d]));
+                row += c.batch;
+            }
+            out.layers.push(Some((k, v)));
         }
-        let pad = |n: usize| vec![Slot { valid: false, pos: 0 }; n];
-        for row in &mut self.slots {
-            let mut r = pad(len - la);
-            r.append(row);
-            *row = r;
-        }
-        for mut row in other.slots {
-            let mut r = pad(len - lb);
-            r.append(&mut row);
-            self.slots.push(r);
-        }
-        self.batch = ba + bb;
-        self.len = len;
-        self.capacity = capacity;
+        out.slots = caches
+            .into_iter()
+            .flat_map(|c| {
+                let pad = len - c.len;
+                c.slots.into_iter().map(move |r| {
+                    let mut row = vec![Slot { valid: false, pos: 0 }; pad];
+                    row.extend(r);
+                    row
+                })
+            })
+            .collect();
+        out
     }
 }
 

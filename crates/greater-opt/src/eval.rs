@@ -7,7 +7,7 @@ use std::time::Instant;
 use burn::tensor::{Int, Tensor, TensorData};
 use greater_models::arch::CausalLm;
 use greater_models::cache::KvCache;
-use greater_models::engine::{self, DraftOptions, EngineOptions, Finished, Flow, Job};
+use greater_models::engine::{DraftOptions, EngineOptions};
 use greater_models::generate::{GenerateOptions, decode, try_prefill};
 use greater_models::layers::download;
 use greater_models::layers::log_softmax::log_softmax;
@@ -16,7 +16,7 @@ use greater_tasks::ScoreSummary;
 use greater_tasks::{Example, TaskSpec};
 
 use crate::layout::{ExampleLayout, Layouter, Placement};
-use crate::rollout::generate_all;
+use crate::rollout::{generate_all, generate_with_engine};
 use crate::{Observer, OptError};
 
 /// Cap on answer tokens after the extractor (SPEC A6: 16); one constant for every caller.
@@ -232,8 +232,6 @@ pub fn evaluate_drafted(
     Ok(EvalResult { records, scores, seconds: start.elapsed().as_secs_f64(), generated_tokens })
 }
 
-/// For each row of a prefilled batch, the index of the label whose tokens have the highest total
-/// log-probability after the context (ties: the first label).
 /// Greedy reasoning for `prompts`: by the engine (drafted, continuously batched) when the options
 /// ask for it, otherwise batch by batch.
 fn reasoning(
@@ -248,11 +246,6 @@ fn reasoning(
     if !opts.continuous && !drafted {
         return generate_all(model, prompts, opts.max_reasoning_tokens, stop_ids, opts.batch_size, observer);
     }
-    let jobs: Vec<Job> = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Job { prompt: p.clone(), draft: drafts.get(i).cloned().unwrap_or_default(), ..Job::default() })
-        .collect();
     let eopts = EngineOptions {
         max_new_tokens: opts.max_reasoning_tokens,
         stop_ids: stop_ids.to_vec(),
@@ -261,14 +254,12 @@ fn reasoning(
         continuous: opts.continuous,
         tail_temperature: 1.0,
     };
-    let mut on_done = |_: usize, _: &Finished| {
-        observer.advance(1);
-        if observer.should_stop() { Flow::Stop } else { Flow::Continue }
-    };
-    let (out, _) = engine::run(model, &jobs, &eopts, &mut on_done)?;
-    out.into_iter().map(|f| f.map(|f| f.ids).ok_or_else(|| OptError::Invalid("stopped by the user".into()))).collect()
+    let stopped = || OptError::Invalid("stopped by the user".into());
+    Ok(generate_with_engine(model, prompts, drafts, &eopts, observer, &stopped)?.0)
 }
 
+/// For each row of a prefilled batch, the index of the label whose tokens have the highest total
+/// log-probability after the context (ties: the first label).
 fn constrained_choice(
     model: &dyn CausalLm,
     cache: &KvCache,

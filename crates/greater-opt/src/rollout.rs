@@ -1,6 +1,7 @@
 //! Batched greedy generation over many prompts, sorted by length so that padding stays small.
 
 use greater_models::arch::CausalLm;
+use greater_models::engine::{self, EngineOptions, EngineStats, Finished, Flow, Job};
 use greater_models::generate::{GenerateOptions, generate};
 
 use crate::{Observer, OptError};
@@ -32,4 +33,30 @@ pub fn generate_all(
         observer.advance(chunk.len());
     }
     Ok(out)
+}
+
+/// Generate greedily for every prompt through the engine (continuously batched; example `i`'s
+/// reasoning drafted from `drafts[i]` when `opts` verify drafts), returning the new ids in input
+/// order and the engine's counts. The observer advances by one per finished prompt; its stop
+/// request ends the run with the error `stopped` makes.
+pub fn generate_with_engine(
+    model: &dyn CausalLm,
+    prompts: &[Vec<u32>],
+    drafts: &[Vec<u32>],
+    opts: &EngineOptions,
+    observer: &dyn Observer,
+    stopped: &dyn Fn() -> OptError,
+) -> Result<(Vec<Vec<u32>>, EngineStats), OptError> {
+    let jobs: Vec<Job> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Job { prompt: p.clone(), draft: drafts.get(i).cloned().unwrap_or_default(), ..Job::default() })
+        .collect();
+    let mut on_done = |_: usize, _: &Finished| {
+        observer.advance(1);
+        if observer.should_stop() { Flow::Stop } else { Flow::Continue }
+    };
+    let (out, stats) = engine::run(model, &jobs, opts, &mut on_done)?;
+    let ids = out.into_iter().map(|f| f.map(|f| f.ids).ok_or_else(stopped)).collect::<Result<_, _>>()?;
+    Ok((ids, stats))
 }

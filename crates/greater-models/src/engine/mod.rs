@@ -113,24 +113,6 @@ pub struct EngineStats {
     pub padding: usize,
 }
 
-impl EngineStats {
-    /// Add `other`'s counts.
-    pub fn add(&mut self, other: &EngineStats) {
-        self.jobs += other.jobs;
-        self.prefills += other.prefills;
-        self.forwards += other.forwards;
-        self.generated += other.generated;
-        self.drafted += other.drafted;
-        self.accepted += other.accepted;
-        self.padding += other.padding;
-    }
-
-    /// Accepted ÷ drafted (0 when nothing was drafted).
-    pub fn acceptance(&self) -> f64 {
-        if self.drafted == 0 { 0.0 } else { self.accepted as f64 / self.drafted as f64 }
-    }
-}
-
 /// What the caller says after each finished job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {

@@ -78,10 +78,7 @@ pub(super) fn prefill_rest(
     scored: &[Range<usize>],
     capacity: usize,
 ) -> (KvCache, Vec<Vec<f32>>, Vec<f32>) {
-    let mut cache = KvCache::new(0, 0);
-    for p in prefixes {
-        cache.append_rows(p.cache.clone(), capacity);
-    }
+    let mut cache = KvCache::stack(prefixes.iter().map(|p| p.cache.clone()).collect(), capacity);
     let rests: Vec<Vec<u32>> = prefixes.iter().zip(prompts).map(|(p, q)| q[p.ids.len()..].to_vec()).collect();
     let (ids, valid) = left_pad(&rests);
     let (b, s) = (rests.len(), valid[0].len());

@@ -5,7 +5,7 @@ use std::time::Instant;
 use greater_grad::{GradExample, GradOptions, TrainSequence, token_gradients, token_gradients_with_variants};
 use std::sync::Arc;
 
-use greater_models::engine::{self, Finished, Flow, Job, Prefix, prefill_prefixes};
+use greater_models::engine::{Prefix, prefill_prefixes};
 use greater_models::tokenizer::Tokenizer;
 
 use super::config::{AnswerTarget, OptimizeConfig};
@@ -17,7 +17,7 @@ use super::select_fast::{add_stats, engine_options};
 use super::state::{RunState, ScoredPrompt, StepSummary};
 use super::{Prepared, Run, step_seed};
 use crate::OptError;
-use crate::rollout::generate_all;
+use crate::rollout::{generate_all, generate_with_engine};
 
 /// What every phase of a step reads: the run, the train examples, the state it starts from and the
 /// position it optimises.
@@ -69,19 +69,12 @@ impl<'a> StepContext<'a> {
         let cfg = self.cfg();
         let stop = self.tok().stop_ids();
         if cfg.accelerated() {
-            let jobs: Vec<Job> = prompts.into_iter().map(|prompt| Job { prompt, ..Job::default() }).collect();
             let opts = engine_options(cfg, stop, false);
-            let observer = self.run.observer;
-            let mut on_done = |_: usize, _: &Finished| {
-                observer.advance(1);
-                if observer.should_stop() { Flow::Stop } else { Flow::Continue }
-            };
-            let (out, stats) = engine::run(&self.run.loaded.model, &jobs, &opts, &mut on_done)?;
+            let model = &self.run.loaded.model;
+            let stopped = || OptError::Interrupted(self.run.dir.clone());
+            let (out, stats) = generate_with_engine(model, &prompts, &[], &opts, self.run.observer, &stopped)?;
             add_stats(cost, &stats);
-            return out
-                .into_iter()
-                .map(|f| f.map(|f| f.ids).ok_or_else(|| OptError::Interrupted(self.run.dir.clone())))
-                .collect();
+            return Ok(out);
         }
         let out = generate_all(
             &self.run.loaded.model,
