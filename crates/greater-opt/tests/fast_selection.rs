@@ -153,3 +153,36 @@ fn drafted_continuous_evaluation_gives_the_plain_records() {
     assert_eq!(got.records, want.records);
     assert_eq!(evaluate(&loaded, &task.spec, examples, &first, &base, &NoObserver).unwrap().records, a.records);
 }
+
+/// The end of a run with drafted evaluations and dev-result reuse writes the records the plain
+/// path writes, and every split keeps its own examples.
+#[test]
+fn drafted_final_evaluation_writes_the_plain_records() {
+    let loaded = tiny_loaded(Family::Llama, 11).unwrap();
+    let task = task();
+    let cfg = OptimizeConfig { final_eval: true, eval_limit: 5, top_prompts: 2, ..config(10.0) };
+    let records = |cfg: &OptimizeConfig| {
+        let dir = tempfile::tempdir().unwrap();
+        let run = Run { loaded: &loaded, task: &task, cfg, dir: dir.path().to_path_buf(), observer: &NoObserver };
+        let prep = run.prepare().unwrap();
+        let state = run.optimize(&prep, false).unwrap();
+        let report = greater_opt::finish::finish(&run, &prep, &state, 0.0).unwrap();
+        let mut out = std::collections::BTreeMap::new();
+        for entry in std::fs::read_dir(dir.path().join("evals")).unwrap() {
+            let path = entry.unwrap().path();
+            let r: greater_opt::eval::EvalResult =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            out.insert(path.file_name().unwrap().to_string_lossy().into_owned(), r.records);
+        }
+        (report.final_prompt_ids, out)
+    };
+    let (fast_ids, fast) = records(&cfg);
+    let (plain_ids, plain) = records(&cfg.clone().without_accelerations());
+    assert_eq!(fast_ids, plain_ids);
+    assert_eq!(fast.keys().collect::<Vec<_>>(), plain.keys().collect::<Vec<_>>());
+    for (name, recs) in &fast {
+        assert_eq!(recs, &plain[name], "{name}");
+        let want = if name.ends_with("-train.json") { cfg.train } else { cfg.eval_limit };
+        assert_eq!(recs.len(), want, "{name} holds its own split");
+    }
+}
