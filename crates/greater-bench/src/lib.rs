@@ -11,7 +11,8 @@
 //! - `grad`: forward+backward time of the token gradient against forward-only time, and peak RSS;
 //! - `bbh`: optimise + evaluate per task (`bbh-<model>.json`); `compare` tables several models;
 //! - `step --random NAME`: one GReaTer step of a random model in a real shape, by phase;
-//! - `fidelity`: ZS-CoT against greater's and the paper's prompts on whole splits (resumable).
+//! - `fidelity`: ZS-CoT against greater's and the paper's prompts on whole splits (resumable);
+//! - `signal`: the official training signal against the graded one, paired on dev (resumable).
 //!
 //! Numbers come from here, never from timed tests. Criterion micro-benchmarks of single
 //! operations live in `benches/models.rs`.
@@ -24,6 +25,7 @@ pub mod grad;
 pub mod machine;
 pub mod models;
 pub mod report;
+pub mod signal;
 pub mod step;
 
 use std::path::{Path, PathBuf};
@@ -64,6 +66,8 @@ pub enum BenchCommand {
     Compare(compare::CompareArgs),
     /// ZS-CoT, greater's prompt and the paper's prompts on whole dev/test splits, paired tests.
     Fidelity(fidelity::FidelityArgs),
+    /// The paper's training signal against one that agrees with grading, paired on dev.
+    Signal(signal::SignalArgs),
     /// One full GReaTer step of a random model in a real shape, timed by phase.
     Step(step::StepArgs),
 }
@@ -99,6 +103,10 @@ pub fn run(args: BenchArgs, host: &dyn Host) -> Result<()> {
         BenchCommand::Fidelity(a) => {
             setup(&a.common)?;
             fidelity::run(&a, host)
+        }
+        BenchCommand::Signal(a) => {
+            setup(&a.common)?;
+            signal::run(&a, host)
         }
         BenchCommand::Step(a) => {
             setup(&a.common)?;

@@ -38,6 +38,8 @@ fn options(stop: &[u32], batch: usize, draft: Option<usize>, continuous: bool) -
         draft: draft.map(|chunk| DraftOptions { chunk, ngram: 2 }),
         continuous,
         tail_temperature: 1.0,
+        answer_tokens: 0,
+        labels: Vec::new(),
     }
 }
 
@@ -190,6 +192,39 @@ fn one_pass_scores_equal_a_full_forward() {
                 for k in 0..tail.len() {
                     assert!((g.tail_nll[k] - nll_t[from + k]).abs() <= 1e-5, "{family:?} job {i} tail {k}");
                     assert_eq!(g.tail_argmax[k], arg[from + k], "{family:?} job {i} tail argmax {k}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn answers_and_labels_after_the_tail_equal_a_fresh_prefill() {
+    for family in [Family::Llama, Family::Gemma3] {
+        let m = tiny_loaded(family, 5).unwrap();
+        let ps = prompts();
+        let (want, stop) = plain(&m.model, &ps);
+        let tail: Vec<u32> = " so the answer is".bytes().map(u32::from).collect();
+        let labels: Vec<Vec<u32>> = ["4", "42", "xyz"].iter().map(|l| l.bytes().map(u32::from).collect()).collect();
+        let perfect: Vec<Vec<u32>> = want.iter().map(|g| g.ids.clone()).collect();
+        let js: Vec<Job> = jobs(&ps, &perfect).into_iter().map(|j| Job { tail: tail.clone(), ..j }).collect();
+        for (batch, continuous, chunk) in [(1, true, None), (2, true, Some(4)), (5, false, None), (3, false, Some(2))] {
+            let opts = EngineOptions { answer_tokens: 6, labels: labels.clone(), ..options(&stop, batch, chunk, continuous) };
+            let (got, stats) = engine(&m.model, &js, &opts);
+            assert_eq!(stats.jobs, ps.len());
+            let what = format!("{family:?} batch {batch}, continuous {continuous}, chunk {chunk:?}");
+            assert_same(&got, &want, &what);
+            for (i, g) in got.iter().enumerate() {
+                let context = [&ps[i][..], &g.ids, &tail].concat();
+                let gopts = GenerateOptions { max_new_tokens: 6, stop_ids: stop.clone() };
+                let fresh = generate(&m.model, std::slice::from_ref(&context), &gopts, |_, _| {}).unwrap();
+                assert_eq!(g.answer, fresh[0].ids, "{what}: job {i} answer");
+                assert_eq!(g.label_logprob.len(), labels.len());
+                for (l, lab) in labels.iter().enumerate() {
+                    let (nll, _) = full_forward(&m.model, &[&context[..], lab].concat(), 1.0);
+                    let want_lp: f64 = -nll[context.len() - 1..].iter().map(|&x| f64::from(x)).sum::<f64>();
+                    let got_lp = g.label_logprob[l];
+                    assert!((got_lp - want_lp).abs() <= 1e-4, "{what}: job {i} label {l}: {got_lp} vs {want_lp}");
                 }
             }
         }

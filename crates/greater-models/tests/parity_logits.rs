@@ -121,6 +121,8 @@ fn check_generate(name: &str, path: Option<PathBuf>) {
             draft: Some(DraftOptions { chunk: 8, ngram: 3 }),
             continuous: true,
             tail_temperature: 1.0,
+            answer_tokens: 0,
+            labels: Vec::new(),
         };
         let (out, stats) = run(&loaded.model, &jobs, &opts, &mut |_, _| Flow::Continue).unwrap();
         for ((g, out), want) in gens.iter().zip(out).zip(&wants) {

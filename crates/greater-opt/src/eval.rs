@@ -4,19 +4,17 @@
 
 use std::time::Instant;
 
-use burn::tensor::{Int, Tensor, TensorData};
 use greater_models::arch::CausalLm;
 use greater_models::cache::KvCache;
-use greater_models::engine::{DraftOptions, EngineOptions};
+use greater_models::engine::{DraftOptions, EngineOptions, Job, label_logprobs};
 use greater_models::generate::{GenerateOptions, decode, try_prefill};
 use greater_models::layers::download;
-use greater_models::layers::log_softmax::log_softmax;
 use greater_models::model::LoadedModel;
 use greater_tasks::ScoreSummary;
 use greater_tasks::{Example, TaskSpec};
 
 use crate::layout::{ExampleLayout, Layouter, Placement};
-use crate::rollout::{generate_all, generate_with_engine};
+use crate::rollout::{generate_all, generate_with_engine, reasoning_jobs};
 use crate::{Observer, OptError};
 
 /// Cap on answer tokens after the extractor (SPEC A6: 16); one constant for every caller.
@@ -161,36 +159,13 @@ pub fn evaluate_drafted(
         };
         layouts.push((layout, control));
     }
-    let prompts: Vec<Vec<u32>> = layouts.iter().map(|(l, c)| l.generation_prompt(c)).collect();
-    observer.phase("reasoning", examples.len());
-    let reasoning = reasoning(model, &prompts, tok.stop_ids(), opts, drafts, observer)?;
-    let contexts: Vec<Vec<u32>> = layouts.iter().zip(&reasoning).map(|((l, c), r)| l.answer_context(c, r)).collect();
     let labels = layouter.label_ids()?;
-    observer.phase("answers", examples.len());
-    let mut answers = vec![Vec::new(); examples.len()];
-    let mut constrained: Vec<Option<usize>> = vec![None; examples.len()];
-    let mut order: Vec<usize> = (0..contexts.len()).collect();
-    order.sort_by_key(|&i| (contexts[i].len(), i));
-    let answer_opts = GenerateOptions { max_new_tokens: opts.max_answer_tokens, stop_ids: tok.stop_ids().to_vec() };
-    for chunk in order.chunks(opts.batch_size.max(1)) {
-        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| contexts[i].clone()).collect();
-        let longest = batch.iter().map(Vec::len).max().unwrap_or(0);
-        let extra =
-            opts.max_answer_tokens.max(labels.as_ref().map_or(0, |l| l.iter().map(Vec::len).max().unwrap_or(0)));
-        let mut cache = KvCache::new(batch.len(), longest + extra);
-        let logits = try_prefill(model, &batch, &mut cache)?;
-        if let Some(labels) = &labels {
-            let best = constrained_choice(model, &cache, logits.clone(), labels);
-            for (&i, b) in chunk.iter().zip(best) {
-                constrained[i] = Some(b);
-            }
-        }
-        let gens = decode(model, cache, logits, &answer_opts, |_, _| {});
-        for (&i, g) in chunk.iter().zip(gens) {
-            answers[i] = g.ids;
-        }
-        observer.advance(chunk.len());
-    }
+    let engine = opts.continuous || (opts.draft_chunk > 0 && !drafts.is_empty());
+    let Answered { reasoning, answers, constrained } = if engine {
+        one_pass(model, tok.stop_ids(), &layouts, labels.as_deref(), opts, drafts, observer)?
+    } else {
+        two_pass(model, tok.stop_ids(), &layouts, labels.as_deref(), opts, observer)?
+    };
 
     let mut records = Vec::with_capacity(examples.len());
     let (mut exact, mut flexible, mut cons) = (Vec::new(), Vec::new(), Vec::new());
@@ -232,20 +207,25 @@ pub fn evaluate_drafted(
     Ok(EvalResult { records, scores, seconds: start.elapsed().as_secs_f64(), generated_tokens })
 }
 
-/// Greedy reasoning for `prompts`: by the engine (drafted, continuously batched) when the options
-/// ask for it, otherwise batch by batch.
-fn reasoning(
+/// Every example's reasoning, greedy answer after the extractor, and constrained label choice.
+struct Answered {
+    reasoning: Vec<Vec<u32>>,
+    answers: Vec<Vec<u32>>,
+    constrained: Vec<Option<usize>>,
+}
+
+/// Reasoning, answer and labels in one engine pass per example (drafted, continuously batched):
+/// the extractor is fed through the reasoning's own cache and the answer decoded from there.
+fn one_pass(
     model: &dyn CausalLm,
-    prompts: &[Vec<u32>],
     stop_ids: &[u32],
+    layouts: &[(ExampleLayout, Vec<u32>)],
+    labels: Option<&[Vec<u32>]>,
     opts: &EvalOptions,
     drafts: &[Vec<u32>],
     observer: &dyn Observer,
-) -> Result<Vec<Vec<u32>>, OptError> {
+) -> Result<Answered, OptError> {
     let drafted = opts.draft_chunk > 0 && !drafts.is_empty();
-    if !opts.continuous && !drafted {
-        return generate_all(model, prompts, opts.max_reasoning_tokens, stop_ids, opts.batch_size, observer);
-    }
     let eopts = EngineOptions {
         max_new_tokens: opts.max_reasoning_tokens,
         stop_ids: stop_ids.to_vec(),
@@ -253,62 +233,65 @@ fn reasoning(
         draft: drafted.then_some(DraftOptions { chunk: opts.draft_chunk, ngram: opts.draft_ngram }),
         continuous: opts.continuous,
         tail_temperature: 1.0,
+        answer_tokens: opts.max_answer_tokens,
+        labels: labels.map(<[Vec<u32>]>::to_vec).unwrap_or_default(),
     };
+    let prompts: Vec<Vec<u32>> = layouts.iter().map(|(l, c)| l.generation_prompt(c)).collect();
+    let jobs: Vec<Job> = reasoning_jobs(&prompts, drafts)
+        .into_iter()
+        .zip(layouts)
+        .map(|(j, (l, _))| Job { tail: l.extractor.clone(), ..j })
+        .collect();
+    observer.phase("reasoning", layouts.len());
     let stopped = || OptError::Invalid("stopped by the user".into());
-    Ok(generate_with_engine(model, prompts, drafts, &eopts, observer, &stopped)?.0)
+    let (done, _) = generate_with_engine(model, &jobs, &eopts, observer, &stopped)?;
+    let constrained = done.iter().map(|f| labels.map(|_| best_label(&f.label_logprob))).collect();
+    let (reasoning, answers) = done.into_iter().map(|f| (f.ids, f.answer)).unzip();
+    Ok(Answered { reasoning, answers, constrained })
 }
 
-/// For each row of a prefilled batch, the index of the label whose tokens have the highest total
-/// log-probability after the context (ties: the first label).
-fn constrained_choice(
+/// Reasoning batch by batch, then a second pass that prefills prompt · reasoning · extractor and
+/// answers: the plain path the one-pass results are checked against.
+fn two_pass(
     model: &dyn CausalLm,
-    cache: &KvCache,
-    last_logits: Tensor<2>,
-    labels: &[Vec<u32>],
-) -> Vec<usize> {
-    let [b, v] = last_logits.dims();
-    let first = download(log_softmax(last_logits, 1));
-    let n_l = labels.len();
-    let mut scores = vec![0.0f64; b * n_l];
-    for r in 0..b {
-        for (l, ids) in labels.iter().enumerate() {
-            scores[r * n_l + l] = ids.first().map_or(f64::NEG_INFINITY, |&t| first[r * v + t as usize] as f64);
-        }
-    }
-    let longest = labels.iter().map(Vec::len).max().unwrap_or(0);
-    if longest > 1 {
-        // Feed every label's tokens but the last after its row's context; the log-probability of
-        // token k+1 is read at token k.
-        let mut c = cache.clone();
-        let rows: Vec<usize> = (0..b).flat_map(|r| std::iter::repeat_n(r, n_l)).collect();
-        c.retain_rows(&rows);
-        let m = longest - 1;
-        let mut ids = Vec::with_capacity(b * n_l * m);
-        let mut valid = Vec::with_capacity(b * n_l);
-        for _ in 0..b {
-            for lab in labels {
-                let fed = &lab[..lab.len().saturating_sub(1)];
-                ids.extend((0..m).map(|k| fed.get(k).map_or(0, |&t| t as i64)));
-                valid.push((0..m).map(|k| k < fed.len()).collect::<Vec<bool>>());
+    stop_ids: &[u32],
+    layouts: &[(ExampleLayout, Vec<u32>)],
+    labels: Option<&[Vec<u32>]>,
+    opts: &EvalOptions,
+    observer: &dyn Observer,
+) -> Result<Answered, OptError> {
+    let prompts: Vec<Vec<u32>> = layouts.iter().map(|(l, c)| l.generation_prompt(c)).collect();
+    observer.phase("reasoning", layouts.len());
+    let reasoning = generate_all(model, &prompts, opts.max_reasoning_tokens, stop_ids, opts.batch_size, observer)?;
+    let contexts: Vec<Vec<u32>> = layouts.iter().zip(&reasoning).map(|((l, c), r)| l.answer_context(c, r)).collect();
+    observer.phase("answers", layouts.len());
+    let mut answers = vec![Vec::new(); layouts.len()];
+    let mut constrained: Vec<Option<usize>> = vec![None; layouts.len()];
+    let mut order: Vec<usize> = (0..contexts.len()).collect();
+    order.sort_by_key(|&i| (contexts[i].len(), i));
+    let answer_opts = GenerateOptions { max_new_tokens: opts.max_answer_tokens, stop_ids: stop_ids.to_vec() };
+    let longest_label = labels.map_or(0, |l| l.iter().map(Vec::len).max().unwrap_or(0));
+    for chunk in order.chunks(opts.batch_size.max(1)) {
+        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| contexts[i].clone()).collect();
+        let longest = batch.iter().map(Vec::len).max().unwrap_or(0);
+        let mut cache = KvCache::new(batch.len(), longest + opts.max_answer_tokens.max(longest_label));
+        let logits = try_prefill(model, &batch, &mut cache)?;
+        if let Some(labels) = labels {
+            let scores = label_logprobs(model, &cache, &download(logits.clone()), labels);
+            for (&i, s) in chunk.iter().zip(scores) {
+                constrained[i] = Some(best_label(&s));
             }
         }
-        let device = model.device();
-        let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [b * n_l, m]), device);
-        let logits = model.forward_embeds(model.embed(x), Some(&valid), &mut c);
-        let lp = download(log_softmax(logits, 2));
-        for r in 0..b {
-            for (l, lab) in labels.iter().enumerate() {
-                let row = r * n_l + l;
-                for k in 1..lab.len() {
-                    scores[row] += lp[(row * m + k - 1) * v + lab[k] as usize] as f64;
-                }
-            }
+        let gens = decode(model, cache, logits, &answer_opts, |_, _| {});
+        for (&i, g) in chunk.iter().zip(gens) {
+            answers[i] = g.ids;
         }
+        observer.advance(chunk.len());
     }
-    (0..b)
-        .map(|r| {
-            let row = &scores[r * n_l..(r + 1) * n_l];
-            (0..n_l).fold(0, |best, l| if row[l] > row[best] { l } else { best })
-        })
-        .collect()
+    Ok(Answered { reasoning, answers, constrained })
+}
+
+/// The label with the highest log-probability (ties: the first).
+fn best_label(scores: &[f64]) -> usize {
+    (0..scores.len()).fold(0, |best, l| if scores[l] > scores[best] { l } else { best })
 }

@@ -35,28 +35,30 @@ pub fn generate_all(
     Ok(out)
 }
 
-/// Generate greedily for every prompt through the engine (continuously batched; example `i`'s
-/// reasoning drafted from `drafts[i]` when `opts` verify drafts), returning the new ids in input
-/// order and the engine's counts. The observer advances by one per finished prompt; its stop
-/// request ends the run with the error `stopped` makes.
-pub fn generate_with_engine(
-    model: &dyn CausalLm,
-    prompts: &[Vec<u32>],
-    drafts: &[Vec<u32>],
-    opts: &EngineOptions,
-    observer: &dyn Observer,
-    stopped: &dyn Fn() -> OptError,
-) -> Result<(Vec<Vec<u32>>, EngineStats), OptError> {
-    let jobs: Vec<Job> = prompts
+/// One engine job per prompt, example `i`'s reasoning drafted from `drafts[i]` (when given).
+pub fn reasoning_jobs(prompts: &[Vec<u32>], drafts: &[Vec<u32>]) -> Vec<Job> {
+    prompts
         .iter()
         .enumerate()
         .map(|(i, p)| Job { prompt: p.clone(), draft: drafts.get(i).cloned().unwrap_or_default(), ..Job::default() })
-        .collect();
+        .collect()
+}
+
+/// Run `jobs` through the engine (continuously batched, drafted when `opts` verify drafts),
+/// returning every finished job in input order and the engine's counts. The observer advances by
+/// one per finished job; its stop request ends the run with the error `stopped` makes.
+pub fn generate_with_engine(
+    model: &dyn CausalLm,
+    jobs: &[Job],
+    opts: &EngineOptions,
+    observer: &dyn Observer,
+    stopped: &dyn Fn() -> OptError,
+) -> Result<(Vec<Finished>, EngineStats), OptError> {
     let mut on_done = |_: usize, _: &Finished| {
         observer.advance(1);
         if observer.should_stop() { Flow::Stop } else { Flow::Continue }
     };
-    let (out, stats) = engine::run(model, &jobs, opts, &mut on_done)?;
-    let ids = out.into_iter().map(|f| f.map(|f| f.ids).ok_or_else(stopped)).collect::<Result<_, _>>()?;
-    Ok((ids, stats))
+    let (out, stats) = engine::run(model, jobs, opts, &mut on_done)?;
+    let done = out.into_iter().map(|f| f.ok_or_else(stopped)).collect::<Result<_, _>>()?;
+    Ok((done, stats))
 }

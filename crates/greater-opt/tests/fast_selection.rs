@@ -7,7 +7,7 @@ use greater_models::config::Family;
 use greater_models::model::LoadedModel;
 use greater_models::testing::tiny_loaded;
 use greater_opt::NoObserver;
-use greater_opt::optimize::{OptimizeConfig, Run, RunState, StepEvent};
+use greater_opt::optimize::{AnswerTarget, CandidateScore, OptimizeConfig, Run, RunState, SelectionMistake, StepEvent};
 use greater_tasks::Task;
 
 fn task() -> Task {
@@ -56,7 +56,13 @@ fn same_decisions(loaded: &LoadedModel, cfg: &OptimizeConfig) -> Vec<StepEvent> 
         for s in &f.selection {
             let q = p.selection.iter().find(|q| q.token == s.token).expect("the fast path scores no extra candidate");
             match s.pruned_after {
-                None => assert!((q.score - s.score).abs() <= 1e-5, "step {i} {:?}: {} vs {}", s.text, q.score, s.score),
+                None => {
+                    assert!((q.score - s.score).abs() <= 1e-5, "step {i} {:?}: {} vs {}", s.text, q.score, s.score);
+                    let flags = |c: &CandidateScore| {
+                        (c.mistake_rate, c.teacher_forced_mistake_rate, c.graded_mistake_rate, c.flag_disagreements)
+                    };
+                    assert_eq!(flags(q), flags(s), "step {i} {:?}: flags", s.text);
+                }
                 // A pruned candidate's bound is below its true score and above the winner's.
                 Some(_) => assert!(s.score <= q.score + 1e-5 && s.score > f.score, "step {i} {:?}", s.text),
             }
@@ -85,6 +91,22 @@ fn fast_selection_makes_the_plain_decisions() {
         // pruning has nothing to drop here: prune.rs tests the rule over random score sequences,
         // and the SmolLM2 and Qwen tests below exercise it on real models.
         assert!(sum(|e| e.cost.skipped_candidates) > 0, "{family:?}: the '.' shortcut never fired");
+    }
+}
+
+/// The graded signal (issue 18): the answer decoded from the candidate's own cache gives the
+/// plain answer pass's flags, so the decisions are the plain path's.
+fn graded(cfg: OptimizeConfig) -> OptimizeConfig {
+    OptimizeConfig { selection_mistake: SelectionMistake::Graded, answer_target: AnswerTarget::Variants, ..cfg }
+}
+
+#[test]
+fn fast_graded_selection_makes_the_plain_decisions() {
+    for (family, seed) in [(Family::Llama, 11), (Family::Qwen2, 5)] {
+        let loaded = tiny_loaded(family, seed).unwrap();
+        let scored = same_decisions(&loaded, &graded(config(10.0)));
+        assert!(scored.iter().flat_map(|e| &e.selection).all(|c| c.graded_mistake_rate.is_some()));
+        same_decisions(&loaded, &graded(config(0.0)));
     }
 }
 
@@ -120,6 +142,36 @@ fn fast_selection_makes_the_plain_decisions_on_smollm2() {
     let Some(loaded) = real_model("smollm2-135m-instruct", true) else { return };
     let fast = same_decisions(&loaded, &real_config(4, 24));
     assert!(fast.iter().map(|e| e.cost.accepted_tokens).sum::<usize>() > 0, "no draft token accepted");
+}
+
+#[test]
+fn fast_graded_selection_makes_the_plain_decisions_on_smollm2() {
+    let Some(loaded) = real_model("smollm2-135m-instruct", true) else { return };
+    let fast = same_decisions(&loaded, &graded(real_config(4, 24)));
+    let rates: Vec<f32> = fast.iter().flat_map(|e| &e.selection).filter_map(|c| c.graded_mistake_rate).collect();
+    eprintln!("smollm2 graded mistake rates: {rates:?}");
+    assert!(!rates.is_empty());
+}
+
+/// Evaluation in one engine pass (reasoning, then the extractor through its cache, the answer and
+/// the label scores from there) writes the records of the two-pass plain path on a real model.
+#[test]
+fn one_pass_evaluation_gives_the_plain_records_on_smollm2() {
+    use greater_opt::eval::{EvalOptions, PromptInput, evaluate};
+    let Some(loaded) = real_model("smollm2-135m-instruct", true) else { return };
+    let Some(data) = std::env::var_os("GREATER_DATA") else {
+        assert!(std::env::var("GREATER_REQUIRE_MODELS").map_or(true, |v| v != "1"), "GREATER_DATA unset");
+        return;
+    };
+    let task = greater_tasks::load_task("bbh/boolean_expressions", Path::new(&data)).unwrap();
+    let examples = &task.dev[..10];
+    let fast = EvalOptions { max_reasoning_tokens: 48, batch_size: 4, ..Default::default() };
+    let plain = EvalOptions { draft_chunk: 0, continuous: false, ..fast.clone() };
+    let prompt = PromptInput::Text(greater_tasks::DEFAULT_INITIAL_PROMPT.into());
+    let want = evaluate(&loaded, &task.spec, examples, &prompt, &plain, &NoObserver).unwrap();
+    let got = evaluate(&loaded, &task.spec, examples, &prompt, &fast, &NoObserver).unwrap();
+    assert_eq!(got.records, want.records);
+    assert!(want.records.iter().any(|r| r.constrained.is_some()), "labels were scored");
 }
 
 #[test]

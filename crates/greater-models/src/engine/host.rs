@@ -17,33 +17,41 @@ pub(super) fn nll(row: &[f32], target: u32, t: f32) -> f32 {
     (max + sum.ln() - f64::from(row[target as usize]) / t) as f32
 }
 
-/// The ids an ending row feeds: its pending token, then every tail token but the last (nothing
-/// predicts past the tail). With no pending token the first tail token is predicted by the
-/// logits the row already has.
-fn feed(e: &Ending, tail: &[u32]) -> Vec<u32> {
-    if tail.is_empty() {
+/// The ids an ending row feeds: its pending token, then the tail — every tail token but the last
+/// when nothing is read past the tail, all of it when something is (`whole`). With no pending
+/// token the first tail token is predicted by the logits the row already has.
+fn feed(e: &Ending, tail: &[u32], whole: bool) -> Vec<u32> {
+    let fed = if whole { tail } else { &tail[..tail.len().saturating_sub(1)] };
+    if tail.is_empty() && !whole {
         return Vec::new();
     }
-    e.pending.into_iter().chain(tail[..tail.len() - 1].iter().copied()).collect()
+    e.pending.into_iter().chain(fed.iter().copied()).collect()
 }
 
-/// Feed every ending's tail through its own rows of `cache` in one forward; per ending, the host
-/// logits of each fed position.
+/// Feed every ending's tail through its own rows of `cache` in one forward (the whole tail when
+/// `whole`); per ending, the host logits of each fed position, and — when `whole` — the endings'
+/// rows of the cache after the feed, with room for `room` more tokens.
 pub(super) fn tail_logits(
     model: &dyn CausalLm,
     cache: &KvCache,
     endings: &[Ending],
     tails: &[&[u32]],
-) -> Vec<Vec<Vec<f32>>> {
-    let feeds: Vec<Vec<u32>> = endings.iter().zip(tails).map(|(e, t)| feed(e, t)).collect();
+    whole: bool,
+    room: usize,
+) -> (Vec<Vec<Vec<f32>>>, Option<KvCache>) {
+    let feeds: Vec<Vec<u32>> = endings.iter().zip(tails).map(|(e, t)| feed(e, t, whole)).collect();
     let f = feeds.iter().map(Vec::len).max().unwrap_or(0);
-    if f == 0 {
-        return vec![Vec::new(); endings.len()];
+    if f == 0 && !whole {
+        return (vec![Vec::new(); endings.len()], None);
     }
     let mut sub = cache.clone();
     sub.retain_rows(&endings.iter().map(|e| e.row).collect::<Vec<_>>());
-    if sub.len() + f > sub.capacity() {
-        sub.compact(sub.longest_row() + f);
+    let room = if whole { room } else { 0 };
+    if sub.len() + f + room > sub.capacity() {
+        sub.compact(sub.longest_row() + f + room);
+    }
+    if f == 0 {
+        return (vec![Vec::new(); endings.len()], Some(sub));
     }
     let b = feeds.len();
     let mut ids = Vec::with_capacity(b * f);
@@ -63,5 +71,6 @@ pub(super) fn tail_logits(
     let idx = Tensor::<1, Int>::from_data(TensorData::new(picked, [n]), device);
     let logits = download(model.lm_head(hidden.reshape([b * f, h]).select(0, idx).reshape([1, n, h])).reshape([n, v]));
     let mut rows = logits.chunks(v).map(<[f32]>::to_vec);
-    feeds.iter().map(|fd| rows.by_ref().take(fd.len()).collect()).collect()
+    let per_ending = feeds.iter().map(|fd| rows.by_ref().take(fd.len()).collect()).collect();
+    (per_ending, whole.then_some(sub))
 }

@@ -10,10 +10,14 @@
 //!   in the cache ([`KvCache::reject_from`]), and a lost draft re-synchronises by n-gram lookup
 //!   ([`Drafter`]). Every kept token is the argmax of the model at its position;
 //! - **continuous batching**: a finished row is replaced from the queue at once, so the batch
-//!   stays full instead of draining.
+//!   stays full instead of draining;
+//! - **answers from the cache**: after the tail, a job's greedy answer and its labels'
+//!   log-probabilities are read from its own cache (the rows of a batch's worth of finished jobs
+//!   decoded together), so an answer needs no second prefill of prompt · reasoning · extractor.
 //!
 //! Hand-written because no crate does KV-cached speculative decoding over burn tensors.
 
+mod answer;
 mod draft;
 mod host;
 mod prefix;
@@ -24,6 +28,7 @@ use std::ops::Range;
 
 use burn::tensor::{Int, Tensor, TensorData};
 
+pub use answer::label_logprobs;
 pub use draft::Drafter;
 pub use prefix::{Prefix, prefill_prefixes};
 pub(crate) use reads::Reads;
@@ -66,6 +71,11 @@ pub struct Finished {
     pub tail_argmax: Vec<u32>,
     /// −log p of each tail token at [`EngineOptions::tail_temperature`].
     pub tail_nll: Vec<f32>,
+    /// The greedy continuation after the tail, without its stop token (at most
+    /// [`EngineOptions::answer_tokens`]; empty when that is 0).
+    pub answer: Vec<u32>,
+    /// The log-probability of each of [`EngineOptions::labels`] after the tail.
+    pub label_logprob: Vec<f64>,
 }
 
 /// How drafts are verified.
@@ -92,6 +102,17 @@ pub struct EngineOptions {
     pub continuous: bool,
     /// Temperature of [`Finished::tail_nll`].
     pub tail_temperature: f32,
+    /// The most greedy answer tokens decoded after each job's tail (0: no answer).
+    pub answer_tokens: usize,
+    /// Token sequences whose log-probability after each job's tail is returned.
+    pub labels: Vec<Vec<u32>>,
+}
+
+impl EngineOptions {
+    /// Whether anything is read past the tail.
+    fn answers(&self) -> bool {
+        self.answer_tokens > 0 || !self.labels.is_empty()
+    }
 }
 
 /// What the work cost, for the step events and the benchmark tables.
@@ -150,6 +171,7 @@ pub fn run(
         stats: EngineStats::default(),
         stopped: false,
         dropped: Vec::new(),
+        answers: answer::Answers::default(),
     };
     engine.drive();
     Ok((engine.out, engine.stats))
@@ -225,6 +247,8 @@ struct Engine<'a> {
     stopped: bool,
     /// Groups whose unfinished jobs are left out.
     dropped: Vec<usize>,
+    /// Finished jobs waiting for their answers.
+    answers: answer::Answers,
 }
 
 /// Where a row stands after its new tokens were walked.
@@ -252,6 +276,7 @@ impl Engine<'_> {
             }
             self.verify();
         }
+        self.answer();
     }
 
     /// Remove the queued jobs and live rows of dropped groups.
@@ -441,36 +466,83 @@ impl Engine<'_> {
         unreachable!("the last fed token has no proposal after it, so the walk ends there")
     }
 
-    /// Feed the tails of `endings` (rows of `cache`) and hand every finished job to the caller.
+    /// Feed the tails of `endings` (rows of `cache`) and hand every finished job to the caller —
+    /// or, when answers are wanted, to the jobs waiting for them.
     fn finish(&mut self, cache: &KvCache, endings: Vec<Ending>) {
         if endings.is_empty() || self.stopped {
             return;
         }
+        let answers = self.opts.answers();
         let tails: Vec<&[u32]> = endings.iter().map(|e| &self.jobs[e.job].tail[..]).collect();
-        let fed = host::tail_logits(self.model, cache, &endings, &tails);
+        let room = self.opts.answer_tokens.max(1);
+        let (fed, sub) = host::tail_logits(self.model, cache, &endings, &tails, answers, room);
         let t = self.opts.tail_temperature;
-        for (e, rows) in endings.into_iter().zip(fed) {
+        let mut waiting = Vec::new();
+        let mut kept = Vec::new();
+        for (k, (e, rows)) in endings.into_iter().zip(fed).enumerate() {
             if self.dropped.contains(&self.jobs[e.job].group) {
                 continue;
             }
             let tail = &self.jobs[e.job].tail;
             let predicting: Vec<&[f32]> =
                 e.first.as_deref().into_iter().chain(rows.iter().map(Vec::as_slice)).collect();
-            let tail_argmax = predicting.iter().map(|r| host::argmax(r)).collect();
-            let tail_nll = predicting.iter().zip(tail).map(|(r, &tok)| host::nll(r, tok, t)).collect();
-            let done = Finished { ids: e.ids, stop: e.stop, prompt_nll: e.prompt_nll, tail_argmax, tail_nll };
-            self.stats.jobs += 1;
-            let flow = (self.on_done)(e.job, &done);
-            self.out[e.job] = Some(done);
-            match flow {
-                Flow::Continue => {}
-                Flow::DropGroup(g) => self.dropped.push(g),
-                Flow::Stop => {
-                    self.stopped = true;
-                    return;
-                }
+            let (scored, after) = predicting.split_at(tail.len());
+            let tail_argmax = scored.iter().map(|r| host::argmax(r)).collect();
+            let tail_nll = scored.iter().zip(tail).map(|(r, &tok)| host::nll(r, tok, t)).collect();
+            let done = Finished {
+                ids: e.ids,
+                stop: e.stop,
+                prompt_nll: e.prompt_nll,
+                tail_argmax,
+                tail_nll,
+                answer: Vec::new(),
+                label_logprob: Vec::new(),
+            };
+            if answers {
+                waiting.push((e.job, done, after[0].to_vec()));
+                kept.push(k);
+                continue;
+            }
+            if !self.report(e.job, done) {
+                return;
             }
         }
+        if let Some(mut sub) = sub {
+            sub.retain_rows(&kept);
+            self.answers.add(waiting, sub);
+            if self.answers.len() >= self.opts.batch_size.max(1) {
+                self.answer();
+            }
+        }
+    }
+
+    /// Decode the waiting jobs' answers and hand them to the caller.
+    fn answer(&mut self) {
+        if self.stopped || self.answers.len() == 0 {
+            return;
+        }
+        let o = self.opts;
+        for (job, done) in self.answers.flush(self.model, o.answer_tokens, &o.stop_ids, &o.labels) {
+            if self.dropped.contains(&self.jobs[job].group) {
+                continue;
+            }
+            if !self.report(job, done) {
+                return;
+            }
+        }
+    }
+
+    /// Hand a finished job to the caller; false once the caller stops the run.
+    fn report(&mut self, job: usize, done: Finished) -> bool {
+        self.stats.jobs += 1;
+        let flow = (self.on_done)(job, &done);
+        self.out[job] = Some(done);
+        match flow {
+            Flow::Continue => {}
+            Flow::DropGroup(g) => self.dropped.push(g),
+            Flow::Stop => self.stopped = true,
+        }
+        !self.stopped
     }
 }
 

@@ -17,7 +17,7 @@ use super::select_fast::{add_stats, engine_options};
 use super::state::{RunState, ScoredPrompt, StepSummary};
 use super::{Prepared, Run, step_seed};
 use crate::OptError;
-use crate::rollout::{generate_all, generate_with_engine};
+use crate::rollout::{generate_all, generate_with_engine, reasoning_jobs};
 
 /// What every phase of a step reads: the run, the train examples, the state it starts from and the
 /// position it optimises.
@@ -72,9 +72,10 @@ impl<'a> StepContext<'a> {
             let opts = engine_options(cfg, stop, false);
             let model = &self.run.loaded.model;
             let stopped = || OptError::Interrupted(self.run.dir.clone());
-            let (out, stats) = generate_with_engine(model, &prompts, &[], &opts, self.run.observer, &stopped)?;
+            let jobs = reasoning_jobs(&prompts, &[]);
+            let (out, stats) = generate_with_engine(model, &jobs, &opts, self.run.observer, &stopped)?;
             add_stats(cost, &stats);
-            return Ok(out);
+            return Ok(out.into_iter().map(|f| f.ids).collect());
         }
         let out = generate_all(
             &self.run.loaded.model,
