@@ -12,6 +12,7 @@ use greater_grad::{GradExample, GradOptions, TrainSequence, losses_at, token_gra
 use greater_models::arch::CausalLm;
 use greater_models::model::LoadedModel;
 use greater_models::rng::SplitMix64;
+use greater_opt::memory;
 
 use crate::machine;
 use crate::{Common, token_ids, verdict, write_json};
@@ -64,8 +65,9 @@ pub struct GradReport {
     pub load_end: Option<[f64; 3]>,
     /// One entry per batch size.
     pub batches: Vec<GradTiming>,
-    /// Peak memory of one gradient at the large batch and `memory_tokens`.
-    pub memory: Memory,
+    /// Peak memory of one gradient at the large batch and `memory_tokens`, with and without
+    /// gradient checkpointing.
+    pub memory: Vec<Memory>,
 }
 
 /// Timings at one batch size.
@@ -108,6 +110,10 @@ pub struct Memory {
     pub peak_reset: bool,
     /// Seconds of the run.
     pub seconds: f64,
+    /// The peak [`greater_opt::memory`] predicts for it (base, weights, gradient), bytes.
+    pub predicted_peak: u64,
+    /// With gradient checkpointing.
+    pub checkpointing: bool,
 }
 
 /// Run the suite, print a table and write `grad.json`.
@@ -128,18 +134,12 @@ pub fn run(args: &GradArgs) -> Result<()> {
     }
     eprintln!("{}: peak memory of {} x {} tokens", args.model, args.batch, args.memory_tokens);
     let big = Workload::new(&mut rng, vocab, args.batch, args.memory_tokens, args.candidates);
-    let rss_before = machine::status_bytes("VmRSS");
-    let peak_reset = machine::reset_peak_rss();
-    let t = std::time::Instant::now();
-    token_gradients(model, &big.examples(args.batch), &big.candidates, &GradOptions::default())?;
-    let memory = Memory {
-        batch: args.batch,
-        tokens: args.memory_tokens,
-        rss_before,
-        peak_rss: machine::status_bytes("VmHWM"),
-        peak_reset,
-        seconds: t.elapsed().as_secs_f64(),
-    };
+    // Checkpointed first: the allocator keeps what a run freed, so the smaller peak goes first
+    // and the larger one is measured on top of it, not hidden by it.
+    let mut memory = Vec::new();
+    for checkpointing in [true, false] {
+        memory.push(peak_memory(&loaded, &big, args, checkpointing)?);
+    }
     let report = GradReport {
         model: args.model.clone(),
         path,
@@ -154,6 +154,31 @@ pub fn run(args: &GradArgs) -> Result<()> {
     let out = write_json(&args.common.out, "grad.json", &report)?;
     println!("wrote {}", out.display());
     Ok(())
+}
+
+/// Peak RSS of one gradient of `set` (the large batch), next to its prediction.
+fn peak_memory(loaded: &LoadedModel, set: &Workload, args: &GradArgs, checkpointing: bool) -> Result<Memory> {
+    let model = &loaded.model;
+    let rss_before = machine::status_bytes("VmRSS");
+    let peak_reset = machine::reset_peak_rss();
+    let t = std::time::Instant::now();
+    let opts = GradOptions { checkpointing, ..GradOptions::default() };
+    token_gradients(model, &set.examples(args.batch), &set.candidates, &opts)?;
+    let seconds = t.elapsed().as_secs_f64();
+    let m = model.config();
+    let tokens = set.seqs.iter().map(|s| s.ids.len()).max().unwrap_or(0);
+    let gradient =
+        memory::gradient_bytes(m, args.batch, tokens, CONTROL_TOKENS + 1, set.candidates.len(), checkpointing);
+    Ok(Memory {
+        batch: args.batch,
+        tokens,
+        rss_before,
+        peak_rss: machine::status_bytes("VmHWM"),
+        peak_reset,
+        seconds,
+        predicted_peak: memory::BASE_BYTES + 4 * m.num_parameters() as u64 + gradient,
+        checkpointing,
+    })
 }
 
 /// Synthetic sequences sharing one prompt, and a candidate set holding its token at
@@ -257,17 +282,20 @@ fn print_report(r: &GradReport) {
             verdict(t.goal_met)
         );
     }
-    let m = &r.memory;
     let mb = |b: Option<u64>| b.map_or("?".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6));
-    println!(
-        "  peak RSS of {} x {} tokens: {} ({}; {} before, {:.1} s)",
-        m.batch,
-        m.tokens,
-        mb(m.peak_rss),
-        if m.peak_reset { "peak of this run" } else { "process peak: reset unavailable" },
-        mb(m.rss_before),
-        m.seconds
-    );
+    for m in &r.memory {
+        println!(
+            "  peak RSS of {} x {} tokens{}: {} (predicted {}; {}; {} before, {:.1} s)",
+            m.batch,
+            m.tokens,
+            if m.checkpointing { ", checkpointed" } else { "" },
+            mb(m.peak_rss),
+            mb(Some(m.predicted_peak)),
+            if m.peak_reset { "peak of this run" } else { "process peak: reset unavailable" },
+            mb(m.rss_before),
+            m.seconds
+        );
+    }
 }
 
 #[cfg(test)]

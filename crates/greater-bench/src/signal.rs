@@ -256,8 +256,8 @@ fn flag_summary(events: &Path, n: usize) -> Result<Flags> {
     let mut graded = Vec::new();
     let (mut disagree, mut examples, mut counted) = (0, 0, false);
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let e: StepEvent =
-            serde_json::from_str(line).with_context(|| format!("{} line {}: not a step event", events.display(), i + 1))?;
+        let e: StepEvent = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not a step event", events.display(), i + 1))?;
         for c in e.selection.iter().filter(|c| c.pruned_after.is_none()) {
             tf.extend(c.teacher_forced_mistake_rate.map(f64::from));
             graded.extend(c.graded_mistake_rate.map(f64::from));

@@ -75,8 +75,11 @@ fn signal_runs_both_settings_pairs_them_on_dev_and_resumes() {
     assert_eq!(t.settings[1].flag_examples, 3 * full.len());
 
     // The paired numbers are those of the saved dev evaluations, official first.
-    let (init, off, ali) =
-        (eval(&dir.join("evals/initial-dev.json")), eval(&dir.join("evals/official-dev.json")), eval(&dir.join("evals/aligned-dev.json")));
+    let (init, off, ali) = (
+        eval(&dir.join("evals/initial-dev.json")),
+        eval(&dir.join("evals/official-dev.json")),
+        eval(&dir.join("evals/aligned-dev.json")),
+    );
     let p = &t.aligned_versus_official;
     let b = off.correct().iter().zip(ali.correct()).filter(|(o, a)| **o && !*a).count();
     let c = off.correct().iter().zip(ali.correct()).filter(|(o, a)| !**o && *a).count();

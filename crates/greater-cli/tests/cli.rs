@@ -515,3 +515,29 @@ fn export_random_writes_a_folder_that_greater_loads() {
     let err = fails(greater().args(["export-random", "gpt-5", dir.path().to_str().unwrap()]));
     assert!(err.contains("random:gpt-5") && err.contains("llama3-8b"), "{err}");
 }
+
+#[test]
+fn a_run_over_its_memory_budget_is_refused_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    ok(&["export-random", "tiny", model.to_str().unwrap(), "--seed", "3"]);
+    let args = |budget: &str, out: &Path| -> Vec<String> {
+        let m = model.to_str().unwrap();
+        ["optimize", "--model", m, "--task", "gen/boolean_expressions", "--train", "2", "--steps", "1"]
+            .into_iter()
+            .chain(["--max-reasoning-tokens", "4", "--no-final-eval", "--max-memory", budget, "--out"])
+            .map(String::from)
+            .chain([out.display().to_string()])
+            .collect()
+    };
+    let refused = dir.path().join("refused");
+    let err = fails(greater().args(args("1M", &refused)));
+    assert!(err.contains("predicted to need") && err.contains("max_memory is 1 MiB"), "{err}");
+    assert!(!refused.join("state.json").exists(), "nothing is written for a refused run");
+    let fits = dir.path().join("fits");
+    let fit_args = args("64G", &fits);
+    let out = run(&fit_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("predicted peak memory"), "{}", text(&out.stderr));
+    assert!(fits.join("state.json").exists());
+}

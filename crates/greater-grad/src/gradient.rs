@@ -26,11 +26,14 @@ pub struct GradOptions {
     pub answer_temperature: f32,
     /// Weight w of the prompt NLL term (0.2).
     pub control_weight: f32,
+    /// Recompute memory-bound activations in the backward pass instead of keeping them (burn's
+    /// balanced gradient checkpointing): less peak memory for long sequences, more time.
+    pub checkpointing: bool,
 }
 
 impl Default for GradOptions {
     fn default() -> Self {
-        Self { answer_temperature: 0.2, control_weight: 0.2 }
+        Self { answer_temperature: 0.2, control_weight: 0.2, checkpointing: false }
     }
 }
 
@@ -147,6 +150,7 @@ fn gradients(
     }
     let batch = Batch::new(examples, candidates, variants)?;
     let ad = model.device().clone().autodiff();
+    let ad = if opts.checkpointing { ad.gradient_checkpointing() } else { ad };
     let onehot = Tensor::<2>::from_data(TensorData::new(batch.onehot.clone(), [batch.e, n_c]), &ad).require_grad();
     let out = batch.forward(model, candidates, onehot.clone(), opts);
     let grads = out.loss_total.clone().sum().backward();

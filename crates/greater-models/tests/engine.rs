@@ -209,7 +209,8 @@ fn answers_and_labels_after_the_tail_equal_a_fresh_prefill() {
         let perfect: Vec<Vec<u32>> = want.iter().map(|g| g.ids.clone()).collect();
         let js: Vec<Job> = jobs(&ps, &perfect).into_iter().map(|j| Job { tail: tail.clone(), ..j }).collect();
         for (batch, continuous, chunk) in [(1, true, None), (2, true, Some(4)), (5, false, None), (3, false, Some(2))] {
-            let opts = EngineOptions { answer_tokens: 6, labels: labels.clone(), ..options(&stop, batch, chunk, continuous) };
+            let opts =
+                EngineOptions { answer_tokens: 6, labels: labels.clone(), ..options(&stop, batch, chunk, continuous) };
             let (got, stats) = engine(&m.model, &js, &opts);
             assert_eq!(stats.jobs, ps.len());
             let what = format!("{family:?} batch {batch}, continuous {continuous}, chunk {chunk:?}");

@@ -5,6 +5,7 @@
 //! - [`optimize`]: the loop of SPEC B.1.2 with the fixes of A2, checkpoints and events.
 //! - [`resume`]: what a continued run may change, and when a finished run is reopened.
 //! - [`report`]: `report.json` and a self-contained `report.html`.
+//! - [`memory`]: the peak memory a run will need, predicted from shapes before it starts.
 //!
 //! Progress goes through the [`Observer`] trait; this crate never prints.
 
@@ -14,6 +15,7 @@ pub mod eval;
 pub mod faults;
 pub mod finish;
 pub mod layout;
+pub mod memory;
 pub mod observer;
 pub mod optimize;
 pub mod report;

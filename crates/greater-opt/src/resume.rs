@@ -13,9 +13,10 @@ use crate::OptError;
 use crate::optimize::{OptimizeConfig, RunState, load_config, state};
 
 /// The `OptimizeConfig` keys a resumed run may change: more (or fewer) steps, the reasoning cap,
-/// the batch size, the final evaluation and the selection speed-ups (which change no decision).
+/// the batch size, the final evaluation, the selection speed-ups and gradient checkpointing (which
+/// change no decision) and the memory budget.
 /// Any other difference is refused.
-pub const CHANGEABLE_ON_RESUME: [&str; 12] = [
+pub const CHANGEABLE_ON_RESUME: [&str; 14] = [
     "steps",
     "max_reasoning_tokens",
     "batch_size",
@@ -28,6 +29,8 @@ pub const CHANGEABLE_ON_RESUME: [&str; 12] = [
     "prune",
     "continuous_batching",
     "prefix_cache",
+    "gradient_checkpointing",
+    "max_memory",
 ];
 
 /// One refused difference between a run's config and the config asked for on resume.

@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use greater_opt::finish::finish;
+use greater_opt::memory::human;
 use greater_opt::optimize::{OptimizeConfig, Run, load_config};
 use greater_opt::resume::{self, Previous};
 
@@ -77,6 +78,14 @@ pub struct OptimizeArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',',
           value_parser = ["one-pass", "draft", "prune", "continuous", "prefix-cache", "all"])]
     no_speedup: Vec<String>,
+    /// Refuse to start when the predicted peak memory is above SIZE (e.g. `12G`, `800M`). The
+    /// prediction (weights, generation, gradient) is printed at the start of every run.
+    #[arg(long, value_name = "SIZE", value_parser = greater_opt::memory::parse_size)]
+    max_memory: Option<u64>,
+    /// Recompute memory-bound activations in the gradient's backward pass: less peak memory on
+    /// long reasoning, more time; changes no value.
+    #[arg(long)]
+    gradient_checkpointing: bool,
 }
 
 /// Run `greater optimize`.
@@ -110,6 +119,15 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
         prepared.examples.len(),
         cfg.steps,
         dir.display()
+    ));
+    let mem = run.memory_estimate(&prepared);
+    bars.println(&format!(
+        "predicted peak memory {} (weights {}, generation {}, gradient {}){}",
+        human(mem.peak),
+        human(mem.weights),
+        human(mem.generation),
+        human(mem.gradient),
+        cfg.max_memory.map_or(String::new(), |b| format!("; budget {}", human(b)))
     ));
     let start = Instant::now();
     let state =
@@ -196,6 +214,12 @@ fn override_with_flags(cfg: &mut OptimizeConfig, args: &OptimizeArgs) {
     }
     if args.no_final_eval {
         cfg.final_eval = false;
+    }
+    if let Some(b) = args.max_memory {
+        cfg.max_memory = Some(b);
+    }
+    if args.gradient_checkpointing {
+        cfg.gradient_checkpointing = true;
     }
 }
 

@@ -73,8 +73,8 @@ pub struct OptimizeConfig {
     /// The mistake flag of the selection score: teacher-forced (official) or the graded answer.
     pub selection_mistake: SelectionMistake,
     /// Selection speed-ups that change no decision (each can be turned off to compare paths).
-    /// One pass per candidate: the prompt NLL from the generation's own prefill and the answer
-    /// teacher-forced through its KV cache (teacher-forced selection only).
+    /// One pass per candidate: the prompt NLL from the generation's own prefill, and the answer
+    /// teacher-forced through its KV cache (or, graded, decoded from it).
     pub one_pass: bool,
     /// Verify the current prompt's reasoning for the same example as a draft.
     pub draft: bool,
@@ -90,6 +90,13 @@ pub struct OptimizeConfig {
     /// Run the prompt up to the optimised position once per example (the proposal's forward) and
     /// prefill only the rest for every candidate.
     pub prefix_cache: bool,
+    /// Recompute memory-bound activations in the gradient's backward pass instead of keeping
+    /// them: less peak memory on long sequences, more time. Changes no value.
+    pub gradient_checkpointing: bool,
+    /// Refuse to start a run whose predicted peak memory ([`crate::memory`]) is above this many
+    /// bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<u64>,
 }
 
 /// What the gradient's answer loss rewards.
@@ -158,6 +165,8 @@ impl Default for OptimizeConfig {
             prune: true,
             continuous_batching: true,
             prefix_cache: true,
+            gradient_checkpointing: false,
+            max_memory: None,
         }
     }
 }
@@ -182,6 +191,15 @@ impl OptimizeConfig {
     /// Whether any selection speed-up is on.
     pub fn accelerated(&self) -> bool {
         self.one_pass || self.draft || self.prune || self.continuous_batching || self.prefix_cache
+    }
+
+    /// The gradient's options.
+    pub fn grad_options(&self) -> greater_grad::GradOptions {
+        greater_grad::GradOptions {
+            answer_temperature: self.answer_temperature,
+            control_weight: self.control_weight,
+            checkpointing: self.gradient_checkpointing,
+        }
     }
 
     /// The prompt placement.

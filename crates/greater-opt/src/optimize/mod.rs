@@ -99,9 +99,21 @@ impl Run<'_> {
         Ok(Prepared { examples, layouts, initial: initial.expect("at least one example"), variants })
     }
 
+    /// The peak memory this run is predicted to need ([`crate::memory`]).
+    pub fn memory_estimate(&self, prepared: &Prepared) -> crate::memory::MemoryEstimate {
+        let layouts = &prepared.layouts;
+        let control = &prepared.initial;
+        let prompt = layouts.iter().map(|l| l.generation_prompt(control).len()).max().unwrap_or(0);
+        let tail = layouts.iter().map(|l| l.extractor.len() + l.answer.len()).max().unwrap_or(0);
+        let w = crate::memory::Workload::of_run(self.cfg, prompt, control.len(), tail);
+        crate::memory::estimate(greater_models::arch::CausalLm::config(&self.loaded.model), &w)
+    }
+
     /// Run (or resume) the loop until the configured steps are done. Writes `config.toml`,
-    /// `state.json` and `events.jsonl` in the output folder.
+    /// `state.json` and `events.jsonl` in the output folder. A run predicted to need more than
+    /// `max_memory` is refused before anything is written.
     pub fn optimize(&self, prepared: &Prepared, resume: bool) -> Result<RunState, OptError> {
+        crate::memory::check_budget(&self.memory_estimate(prepared), self.cfg.max_memory)?;
         std::fs::create_dir_all(&self.dir).map_err(|e| OptError::io(&self.dir, e))?;
         let mut state = if resume && state::has_checkpoint(&self.dir)? {
             let s = state::load(&self.dir)?;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use greater_grad::{GradOptions, TrainSequence, score_sequences};
+use greater_grad::{TrainSequence, score_sequences};
 use greater_models::engine::Prefix;
 
 use super::config::SelectionMistake;
@@ -85,7 +85,7 @@ pub(super) fn score_candidate(ctx: &StepContext<'_>, cand: &[u32], r: &[Vec<u32>
     let (mistake_rate, prompt_nll, teacher_forced, graded, disagree) = match cfg.selection_mistake {
         SelectionMistake::TeacherForced => {
             let seqs: Vec<TrainSequence> = ctx.prep.layouts.iter().zip(r).map(|(l, r)| l.sequence(cand, r)).collect();
-            let gopts = GradOptions { answer_temperature: cfg.answer_temperature, control_weight: cfg.control_weight };
+            let gopts = cfg.grad_options();
             let s = score_sequences(model, &seqs, &gopts, cfg.grad_batch_size)?;
             let tf = rate(&mut s.iter().map(|x| x.mistake));
             (tf, s.iter().map(|x| x.loss_control).sum::<f32>() / n, Some(tf), None, None)

@@ -10,14 +10,14 @@ use std::time::Instant;
 use greater_models::engine::{self, DraftOptions, EngineOptions, EngineStats, Finished, Flow, Job, Prefix};
 
 use super::config::{OptimizeConfig, SelectionMistake};
-use crate::eval::MAX_ANSWER_TOKENS;
-use crate::layout::ExampleLayout;
 use super::decide::dot_rule_applies;
 use super::event::{CandidateScore, StepCost};
 use super::prune::{cannot_win, evaluation_order, lower_bound, replay};
 use super::select::{Selection, score_candidate};
 use super::step::StepContext;
 use crate::OptError;
+use crate::eval::MAX_ANSWER_TOKENS;
+use crate::layout::ExampleLayout;
 
 /// One candidate after evaluation.
 enum Evaluation {

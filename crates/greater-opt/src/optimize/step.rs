@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use greater_grad::{GradExample, GradOptions, TrainSequence, token_gradients, token_gradients_with_variants};
+use greater_grad::{GradExample, TrainSequence, token_gradients, token_gradients_with_variants};
 use std::sync::Arc;
 
 use greater_models::engine::{Prefix, prefill_prefixes};
@@ -192,7 +192,7 @@ fn gradients(ctx: &StepContext<'_>, reasoning: &[Vec<u32>], candidates: &[u32]) 
     let control = &ctx.state.control;
     let seqs: Vec<TrainSequence> =
         ctx.prep.layouts.iter().zip(reasoning).map(|(l, r)| l.sequence(control, r)).collect();
-    let gopts = GradOptions { answer_temperature: cfg.answer_temperature, control_weight: cfg.control_weight };
+    let gopts = cfg.grad_options();
     let mut out = Gradients { grad: vec![0.0; candidates.len()], mistakes: 0, loss: 0.0, current: Vec::new() };
     ctx.run.observer.phase("gradient", ctx.n());
     let model = &ctx.run.loaded.model;
