@@ -76,3 +76,23 @@ fn current_token_must_be_a_candidate() {
     assert!(err.to_string().contains("not among the candidates"), "{err}");
     assert_eq!(s.range(Part::Control), 2..4);
 }
+
+#[test]
+fn gradient_checkpointing_changes_no_value() {
+    for family in [Family::Llama, Family::Gemma3] {
+        let model = tiny(family);
+        let a = seq(&[1, 2, 3, 4, 5], &[10, 11, 12], &[20, 21, 22], &[40]);
+        let b = seq(&[6], &[10, 11, 12], &[25, 26, 27, 28, 29, 30, 31], &[41, 42]);
+        let candidates = [11u32, 3, 44, 60];
+        let both = [GradExample { seq: &a, position: 1 }, GradExample { seq: &b, position: 1 }];
+        let plain = token_gradients(&model, &both, &candidates, &GradOptions::default()).unwrap();
+        let opts = GradOptions { checkpointing: true, ..GradOptions::default() };
+        let checkpointed = token_gradients(&model, &both, &candidates, &opts).unwrap();
+        for (x, y) in plain.examples.iter().zip(&checkpointed.examples) {
+            assert!((x.loss_total - y.loss_total).abs() <= 1e-6, "{family:?}: {x:?} vs {y:?}");
+            for (p, q) in x.grad_total.iter().zip(&y.grad_total) {
+                assert!((p - q).abs() <= 1e-6 * p.abs().max(1.0), "{family:?}: {x:?} vs {y:?}");
+            }
+        }
+    }
+}

@@ -53,6 +53,11 @@ pub struct EvalArgs {
     /// Fixed text before the prompt [default: "Use ", or the run's with --prompt-from].
     #[arg(long, allow_hyphen_values = true)]
     frozen_prefix: Option<String>,
+    /// The reference path: reasoning batch by batch, then a second pass over prompt, reasoning
+    /// and extractor for the answers, no drafts. It writes the same records as the default one
+    /// pass (reasoning, answer and label scores from one KV cache), only slower.
+    #[arg(long)]
+    plain: bool,
 }
 
 /// A split as a flag value.
@@ -114,6 +119,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         placement,
         ..EvalOptions::default()
     };
+    let opts = if args.plain { EvalOptions { draft_chunk: 0, continuous: false, ..opts } } else { opts };
     install_ctrlc()?;
     let bars = Bars::new();
     let text_of = |p: &PromptInput| -> Result<String> {
