@@ -22,22 +22,21 @@ mod draft;
 mod host;
 mod prefix;
 mod reads;
+mod verify;
 
 use std::collections::VecDeque;
 use std::ops::Range;
-
-use burn::tensor::{Int, Tensor, TensorData};
 
 pub use answer::label_logprobs;
 pub use draft::Drafter;
 pub use prefix::{Prefix, prefill_prefixes};
 pub(crate) use reads::Reads;
 use reads::prefill;
+use verify::{forward_rows, width};
 
 use crate::arch::CausalLm;
 use crate::cache::KvCache;
 use crate::generate::GenerateError;
-use crate::layers::download;
 
 /// One sequence to continue.
 #[derive(Debug, Clone, Default)]
@@ -546,32 +545,6 @@ impl Engine<'_> {
     }
 }
 
-/// A forward's cost that does not grow with the tokens it feeds (reading the weights), in fed
-/// tokens per row. Measured on a 2-core CPU with Qwen2.5-0.5B at batch 10: 1 token per row 0.37 s,
-/// 9 per row 1.14 s, so the fixed part is worth about 3.8 tokens.
-const FIXED_COST: f64 = 3.8;
-
-/// Tokens fed per row: the verification width with the most expected tokens per unit of cost.
-/// Row `r` expects `1 + Σ_j p_r^j` tokens from `j` draft tokens (`p_r` its hit rate), and a
-/// forward of width `w` costs `FIXED_COST + w` — padding included, so a few rows with long
-/// drafts do not make every other row pay for them.
-fn width(proposals: &[Vec<u32>], rates: &[f64]) -> usize {
-    let longest = proposals.iter().map(Vec::len).max().unwrap_or(0);
-    let mut best = (1, f64::MIN);
-    for w in 1..=longest + 1 {
-        let expected: f64 = proposals
-            .iter()
-            .zip(rates)
-            .map(|(p, &rate)| 1.0 + (1..=p.len().min(w - 1)).map(|j| rate.powi(j as i32)).sum::<f64>())
-            .sum();
-        let per_cost = expected / (FIXED_COST + w as f64);
-        if per_cost > best.1 {
-            best = (w, per_cost);
-        }
-    }
-    best.0
-}
-
 fn ending(r: usize, row: &mut Row, stop: Option<u32>, pending: Option<u32>, first: Option<Vec<f32>>) -> Ending {
     Ending {
         row: r,
@@ -581,51 +554,5 @@ fn ending(r: usize, row: &mut Row, stop: Option<u32>, pending: Option<u32>, firs
         pending,
         first,
         prompt_nll: std::mem::take(&mut row.prompt_nll),
-    }
-}
-
-/// One forward of `ids` (`[batch · w]`, `valid` per token) through `cache`; the host logits of
-/// the first `counts[r]` tokens of every row, rows one after another.
-fn forward_rows(
-    model: &dyn CausalLm,
-    ids: Vec<i64>,
-    valid: &[Vec<bool>],
-    counts: &[usize],
-    cache: &mut KvCache,
-) -> Vec<f32> {
-    let (b, w) = (valid.len(), valid[0].len());
-    let device = model.device();
-    let v = model.config().vocab_size;
-    let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, w]), device);
-    let all_valid = valid.iter().all(|r| r.iter().all(|&x| x));
-    let hidden = model.forward_hidden(model.embed(x), (!all_valid).then_some(valid), cache);
-    if all_valid {
-        // Every token is read: the plain decode path when `w` is 1.
-        return download(model.lm_head(hidden).reshape([b * w, v]));
-    }
-    let h = hidden.dims()[2];
-    let picked: Vec<i64> =
-        counts.iter().enumerate().flat_map(|(r, &c)| (0..c).map(move |i| (r * w + i) as i64)).collect();
-    let n = picked.len();
-    let idx = Tensor::<1, Int>::from_data(TensorData::new(picked, [n]), device);
-    download(model.lm_head(hidden.reshape([b * w, h]).select(0, idx).reshape([1, n, h])).reshape([n, v]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::width;
-
-    #[test]
-    fn width_follows_what_the_drafts_are_worth() {
-        // No drafts: plain decoding.
-        assert_eq!(width(&[vec![], vec![]], &[0.8, 0.8]), 1);
-        // Every row has a long draft it gets right: verify all of it.
-        assert_eq!(width(&[vec![1; 8], vec![1; 8]], &[0.99, 0.99]), 9);
-        // Drafts that are usually wrong are not worth feeding.
-        assert_eq!(width(&[vec![1; 8], vec![1; 8]], &[0.1, 0.1]), 1);
-        // One good draft among many rows without one: not worth the others' padding.
-        let mut rows = vec![vec![]; 9];
-        rows.push(vec![1; 8]);
-        assert_eq!(width(&rows, &[0.9; 10]), 1);
     }
 }
