@@ -289,6 +289,16 @@ pub fn custom() -> Vec<Vec<u8>> {
     ]
 }
 
+/// Custom CSV seeds: numbers, quoted inputs with commas and choices, yes/no.
+pub fn custom_csv() -> Vec<Vec<u8>> {
+    let with_header = |header: &str, body: Vec<u8>| [format!("{header}\n").into_bytes(), body].concat();
+    vec![
+        with_header("input,target", rows(70, |i| format!("{i}+2?,{}", i + 2))),
+        with_header("id,input,target,choices", rows(70, |i| format!("{i},\"pick, {i}\",red,blue|red|green"))),
+        with_header("target,input", rows(70, |i| format!("{},\"is {i} \"\"even\"\"?\"", if i % 2 == 0 { "yes" } else { "no" }))),
+    ]
+}
+
 /// The first `max` bytes of every file under `dir` whose name ends with `suffix` (sorted).
 fn heads(dir: &Path, suffix: &str, max: usize) -> Vec<Vec<u8>> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };

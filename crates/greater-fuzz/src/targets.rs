@@ -59,7 +59,7 @@ pub struct Target {
 }
 
 /// Every target, in `cargo xtask fuzz` order.
-pub const TARGETS: [Target; 12] = [
+pub const TARGETS: [Target; 13] = [
     Target {
         name: "gguf",
         about: "GGUF header, metadata, tensor directory; then config, tokenizer, chat template and tensors from it",
@@ -161,6 +161,15 @@ pub const TARGETS: [Target; 12] = [
         seeds: |_| seeds::custom(),
         generate: None,
         run: |ctx, _| greater_tasks::load_custom(&ctx.dir.join("custom.jsonl")).map(|_| ()).map_err(|e| e.to_string()),
+    },
+    Target {
+        name: "csv",
+        about: "custom CSV tasks (header-named columns, quoted fields, `|`-separated choices)",
+        file: "custom.csv",
+        style: Style::Text,
+        seeds: |_| seeds::custom_csv(),
+        generate: None,
+        run: |ctx, _| greater_tasks::load_custom(&ctx.dir.join("custom.csv")).map(|_| ()).map_err(|e| e.to_string()),
     },
     Target {
         name: "tasks-toml",

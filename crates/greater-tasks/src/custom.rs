@@ -1,4 +1,6 @@
-//! Custom JSONL tasks: `{"input", "target", "choices"?}` rows, answer kind inferred from the targets.
+//! Custom tasks: JSONL `{"input", "target", "choices"?}` rows, or CSV with a header naming the
+//! `input` and `target` columns (and optionally `choices`, separated by `|`); the answer kind is
+//! inferred from the targets.
 
 use std::path::Path;
 
@@ -11,7 +13,8 @@ use crate::spec::AnswerKind;
 /// (`\nOptions:\n(A) …\n(B) …`) and a target equal to one of the choices becomes its letter.
 pub(crate) fn rows(path: &Path) -> Result<Vec<Row>, TaskError> {
     let text = read_file(path)?;
-    let mut rows = parse_custom(path, &text)?;
+    let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let mut rows = if is_csv { parse_csv(path, &text)? } else { parse_custom(path, &text)? };
     for row in &mut rows {
         if row.choices.is_empty() {
             continue;
@@ -59,6 +62,45 @@ pub(crate) fn infer_kind(rows: &[Row]) -> (AnswerKind, Option<String>) {
         }
     };
     (kind, None)
+}
+
+/// CSV rows: the header names the columns (`input`, `target`, optional `choices` with `|` between
+/// choices); a row's place is its line in the file.
+fn parse_csv(path: &Path, text: &str) -> Result<Vec<Row>, TaskError> {
+    let csv_error = |e: csv::Error| TaskError::Csv {
+        path: path.to_owned(),
+        line: e.position().map_or(1, |p| p.line()),
+        message: match e.kind() {
+            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                format!("{len} fields where the header has {expected_len}")
+            }
+            _ => e.to_string(),
+        },
+    };
+    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
+    let header = reader.headers().map_err(csv_error)?.clone();
+    let column = |name: &str| header.iter().position(|h| h.trim() == name);
+    let missing = |field: &str| TaskError::Field {
+        path: path.to_owned(),
+        at: "line 1 (the header)".into(),
+        field: field.into(),
+        expected: "a column of the header".into(),
+    };
+    let input = column("input").ok_or_else(|| missing("input"))?;
+    let target = column("target").ok_or_else(|| missing("target"))?;
+    let choices = column("choices");
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(csv_error)?;
+        let at = format!("line {}", record.position().map_or(0, |p| p.line()));
+        let get = |i: usize| record.get(i).unwrap_or_default().to_string();
+        let choices = choices
+            .map(|c| get(c))
+            .filter(|c| !c.trim().is_empty())
+            .map_or(Vec::new(), |c| c.split('|').map(|x| x.trim().to_string()).collect());
+        rows.push(Row { input: get(input), raw_target: get(target), target: get(target), choices, at });
+    }
+    Ok(rows)
 }
 
 fn letters() -> impl Iterator<Item = char> {
@@ -124,6 +166,35 @@ mod tests {
         let err = load_custom(file.path()).unwrap_err().to_string();
         let expected = format!("{}: line 10: target `maybe` does not fit answer kind letter", file.path().display());
         assert!(err.starts_with(&expected), "{err}");
+    }
+
+    fn write_csv(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn csv_file_loads_like_jsonl_with_quotes_and_choices() {
+        let mut text = String::from("id,target,input,choices\n");
+        for i in 0..60 {
+            let t = ["red", "blue"][i % 2];
+            text.push_str(&format!("{i},{t},\"q{i}, with a comma\",red|blue\n"));
+        }
+        let task = load_custom(write_csv(&text).path()).unwrap();
+        assert_eq!((task.train.len(), task.dev.len(), task.test.len()), (50, 5, 5));
+        assert_eq!(task.train[1].input, "q1, with a comma\nOptions:\n(A) red\n(B) blue");
+        assert_eq!(task.train[1].target, "B");
+    }
+
+    #[test]
+    fn bad_csv_files_name_file_line_and_column() {
+        let file = write_csv("question,target\nq,1\n");
+        let err = load_custom(file.path()).unwrap_err().to_string();
+        assert!(err.contains("line 1 (the header): field `input`"), "{err}");
+        let file = write_csv("input,target\nq0,1\nq1,2,extra\n");
+        let err = load_custom(file.path()).unwrap_err().to_string();
+        assert!(err.contains(&format!("{}: line 3: 3 fields where the header has 2", file.path().display())), "{err}");
     }
 
     #[test]

@@ -45,6 +45,16 @@ pub enum TaskError {
         /// The parser's error.
         source: serde_json::Error,
     },
+    /// A CSV file could not be read (unbalanced quotes, a row with the wrong number of fields).
+    #[error("{path}: line {line}: {message}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: u64,
+        /// The parser's message.
+        message: String,
+    },
     /// A data file, or one line of it, is larger than the reader accepts; nothing was allocated for it.
     #[error("{path}: {at} is longer than the {limit}-byte limit ({what}); the file is not a task file or is corrupt")]
     TooLarge {

@@ -35,9 +35,9 @@ pub fn task_names() -> Vec<String> {
     registry().map(|r| r.specs.keys().cloned().collect()).unwrap_or_default()
 }
 
-/// Whether `name` is taken as a custom JSONL file rather than a registry name.
+/// Whether `name` is taken as a custom JSONL or CSV file rather than a registry name.
 pub fn is_custom_name(name: &str) -> bool {
-    name.ends_with(".jsonl")
+    name.ends_with(".jsonl") || name.ends_with(".csv")
 }
 
 /// The spec of a built-in task; an unknown name is an error listing the closest names.
@@ -50,7 +50,7 @@ pub fn spec(name: &str) -> Result<TaskSpec, TaskError> {
         .ok_or_else(|| TaskError::UnknownTask { name: name.to_owned(), suggestions: closest_names(name, 3) })
 }
 
-/// Loads a task by name: a built-in task from `data_root`, or a custom `.jsonl` file.
+/// Loads a task by name: a built-in task from `data_root`, or a custom `.jsonl` or `.csv` file.
 ///
 /// Generated tasks (`gen/…`) need no data. A missing data file is a [`TaskError::MissingData`] that says how to
 /// get the datasets.

@@ -26,7 +26,7 @@ pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
 pub const MODEL_HELP: &str = "Model: a registry name (see `greater models list`; fetched into the cache on first use) or a path to a GGUF file or a Hugging Face folder";
 
 /// Help text of every `--task` flag.
-pub const TASK_HELP: &str = "Task: bbh/<name> (27 BBH tasks), gsm8k, folio, gen/<generator> (generated, needs no data) or a path to a .jsonl file with {\"input\", \"target\"} rows";
+pub const TASK_HELP: &str = "Task: bbh/<name> (27 BBH tasks), gsm8k, folio, gen/<generator> (generated, needs no data) or a path to a .jsonl file with {\"input\", \"target\"} rows or a .csv file whose header names the input and target columns";
 
 /// A run stopped by Ctrl-C; `main` prints it and exits with code 130.
 #[derive(Debug)]
