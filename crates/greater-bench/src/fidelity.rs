@@ -20,7 +20,7 @@ use greater_opt::optimize::{OptimizeConfig, Run};
 use greater_tasks::{Accuracy, PairedComparison, Task};
 
 use crate::bbh::model_slug;
-use crate::{Common, Host, write_json};
+use crate::{Common, Host, resume_report, write_json};
 
 /// The paper's prompts, embedded so that the binary needs no repository checkout.
 const PAPER_PROMPTS: &str = include_str!("../../../datasets/paper_prompts.toml");
@@ -139,15 +139,8 @@ pub fn run(args: &FidelityArgs, host: &dyn Host) -> Result<()> {
         "train={} steps={} max_reasoning_tokens={} top_prompts={} seed={} batch_size={}",
         args.train, args.steps, args.max_reasoning_tokens, args.top_prompts, args.seed, args.batch_size
     );
-    let mut report = match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            serde_json::from_str::<FidelityReport>(&text).with_context(|| format!("reading {}", path.display()))?
-        }
-        Err(_) => FidelityReport { model: args.model.clone(), args: settings.clone(), tasks: Vec::new() },
-    };
-    if report.args != settings {
-        anyhow::bail!("{} was made with other settings ({}); use another --out", path.display(), report.args);
-    }
+    let fresh = || FidelityReport { model: args.model.clone(), args: settings.clone(), tasks: Vec::new() };
+    let mut report = resume_report(&path, &settings, |r: &FidelityReport| r.args.as_str(), fresh)?;
     let paper = paper_prompts()?;
     let loaded = host.load_model(&args.model)?;
     for name in &args.tasks {

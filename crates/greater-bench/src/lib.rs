@@ -126,6 +126,24 @@ fn setup(common: &Common) -> Result<()> {
     std::fs::create_dir_all(&common.out).with_context(|| format!("creating {}", common.out.display()))
 }
 
+/// A resumable suite's report: the one at `path` when it exists and was made with `settings`
+/// (`args_of` reads them back), `fresh` when there is none; another settings string is an error.
+pub(crate) fn resume_report<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    settings: &str,
+    args_of: fn(&T) -> &str,
+    fresh: impl FnOnce() -> T,
+) -> Result<T> {
+    let report = match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str::<T>(&text).with_context(|| format!("reading {}", path.display()))?,
+        Err(_) => return Ok(fresh()),
+    };
+    if args_of(&report) != settings {
+        anyhow::bail!("{} was made with other settings ({}); use another --out", path.display(), args_of(&report));
+    }
+    Ok(report)
+}
+
 /// Write `value` as pretty JSON to `dir/name` and return the path.
 pub fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<PathBuf> {
     let path = dir.join(name);

@@ -25,7 +25,7 @@ use greater_opt::optimize::{AnswerTarget, OptimizeConfig, Run, SelectionMistake,
 use greater_tasks::{Accuracy, PairedComparison, Task};
 
 use crate::bbh::model_slug;
-use crate::{Common, Host, write_json};
+use crate::{Common, Host, resume_report, write_json};
 
 /// Arguments of `greater bench signal`.
 #[derive(Debug, clap::Args)]
@@ -144,15 +144,8 @@ pub fn run(args: &SignalArgs, host: &dyn Host) -> Result<()> {
         "train={} steps={} max_reasoning_tokens={} dev={} seed={} batch_size={}",
         args.train, args.steps, args.max_reasoning_tokens, args.dev, args.seed, args.batch_size
     );
-    let mut report = match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            serde_json::from_str::<SignalReport>(&text).with_context(|| format!("reading {}", path.display()))?
-        }
-        Err(_) => SignalReport { model: args.model.clone(), args: settings.clone(), tasks: Vec::new() },
-    };
-    if report.args != settings {
-        anyhow::bail!("{} was made with other settings ({}); use another --out", path.display(), report.args);
-    }
+    let fresh = || SignalReport { model: args.model.clone(), args: settings.clone(), tasks: Vec::new() };
+    let mut report = resume_report(&path, &settings, |r: &SignalReport| r.args.as_str(), fresh)?;
     let loaded = host.load_model(&args.model)?;
     for task_name in &args.tasks {
         if report.tasks.iter().any(|t| &t.task == task_name) {

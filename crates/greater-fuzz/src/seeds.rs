@@ -295,7 +295,10 @@ pub fn custom_csv() -> Vec<Vec<u8>> {
     vec![
         with_header("input,target", rows(70, |i| format!("{i}+2?,{}", i + 2))),
         with_header("id,input,target,choices", rows(70, |i| format!("{i},\"pick, {i}\",red,blue|red|green"))),
-        with_header("target,input", rows(70, |i| format!("{},\"is {i} \"\"even\"\"?\"", if i % 2 == 0 { "yes" } else { "no" }))),
+        with_header(
+            "target,input",
+            rows(70, |i| format!("{},\"is {i} \"\"even\"\"?\"", if i % 2 == 0 { "yes" } else { "no" })),
+        ),
     ]
 }
 

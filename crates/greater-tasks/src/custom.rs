@@ -95,7 +95,7 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Row>, TaskError> {
         let at = format!("line {}", record.position().map_or(0, |p| p.line()));
         let get = |i: usize| record.get(i).unwrap_or_default().to_string();
         let choices = choices
-            .map(|c| get(c))
+            .map(&get)
             .filter(|c| !c.trim().is_empty())
             .map_or(Vec::new(), |c| c.split('|').map(|x| x.trim().to_string()).collect());
         rows.push(Row { input: get(input), raw_target: get(target), target: get(target), choices, at });
