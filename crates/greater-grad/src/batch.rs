@@ -17,6 +17,20 @@ use greater_models::layers::log_softmax::log_softmax;
 use crate::gradient::{GradError, GradExample, GradOptions};
 use crate::sequence::Part;
 
+/// How many rows one example takes in a gradient batch: its official answer's row and one for
+/// each variant that no earlier row serves (the rule [`Batch`] lays rows out by). Memory and time
+/// of the gradient grow with it.
+pub fn rows_per_example(official: &[u32], variants: &[Vec<u32>]) -> usize {
+    let mut answers: Vec<&[u32]> = vec![official];
+    for v in variants.iter().filter(|v| !v.is_empty()) {
+        let head = &v[..v.len() - 1];
+        if !answers.iter().any(|a| a.starts_with(head)) {
+            answers.push(v);
+        }
+    }
+    answers.len()
+}
+
 /// Rows, one-hots and loss entries of a batch.
 pub(crate) struct Batch {
     /// Examples.
@@ -288,4 +302,24 @@ fn check_example(i: usize, ex: &GradExample<'_>, candidates: &[u32]) -> Result<u
         position: ex.position,
         token,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sequence::TrainSequence;
+
+    #[test]
+    fn rows_per_example_counts_the_rows_the_batch_lays_out() {
+        let seq = TrainSequence::join([&[1, 2][..], &[3, 4], &[5], &[6], &[7], &[8, 9]]);
+        let official = seq.part(Part::Answer).to_vec();
+        let variants: Vec<Vec<u32>> =
+            vec![official.clone(), vec![8], vec![10], vec![8, 11], vec![12, 13], vec![12, 14]];
+        let ex = [GradExample { seq: &seq, position: 0 }];
+        let batch = Batch::new(&ex, &[3], Some(&[variants.clone()])).unwrap();
+        assert_eq!(rows_per_example(&official, &variants), batch.b);
+        // [8, 9] serves every one-token variant and [8, 11]; [12, 13] needs a row, [12, 14] shares it.
+        assert_eq!(batch.b, 2);
+        assert_eq!(rows_per_example(&official, &[]), 1);
+    }
 }

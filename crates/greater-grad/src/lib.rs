@@ -10,6 +10,7 @@ mod batch;
 pub mod gradient;
 pub mod sequence;
 
+pub use batch::rows_per_example;
 pub use gradient::{
     ExampleGrad, GradError, GradExample, GradOptions, GradOutput, SequenceScore, losses_at, losses_at_with_variants,
     score_sequences, token_gradients, token_gradients_with_variants,

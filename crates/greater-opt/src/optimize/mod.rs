@@ -105,7 +105,13 @@ impl Run<'_> {
         let control = &prepared.initial;
         let prompt = layouts.iter().map(|l| l.generation_prompt(control).len()).max().unwrap_or(0);
         let tail = layouts.iter().map(|l| l.extractor.len() + l.answer.len()).max().unwrap_or(0);
-        let w = crate::memory::Workload::of_run(self.cfg, prompt, control.len(), tail);
+        let mut w = crate::memory::Workload::of_run(self.cfg, prompt, control.len(), tail);
+        if self.cfg.answer_target == AnswerTarget::Variants {
+            // Every answer spelling no other row serves is one more gradient row.
+            let rows =
+                layouts.iter().zip(&prepared.variants).map(|(l, v)| greater_grad::rows_per_example(&l.answer, v));
+            w.grad_batch_size *= rows.max().unwrap_or(1);
+        }
         crate::memory::estimate(greater_models::arch::CausalLm::config(&self.loaded.model), &w)
     }
 
