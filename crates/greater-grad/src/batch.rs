@@ -316,7 +316,7 @@ mod tests {
         let variants: Vec<Vec<u32>> =
             vec![official.clone(), vec![8], vec![10], vec![8, 11], vec![12, 13], vec![12, 14]];
         let ex = [GradExample { seq: &seq, position: 0 }];
-        let batch = Batch::new(&ex, &[3], Some(&[variants.clone()])).unwrap();
+        let batch = Batch::new(&ex, &[3], Some(std::slice::from_ref(&variants))).unwrap();
         assert_eq!(rows_per_example(&official, &variants), batch.b);
         // [8, 9] serves every one-token variant and [8, 11]; [12, 13] needs a row, [12, 14] shares it.
         assert_eq!(batch.b, 2);
