@@ -12,7 +12,8 @@
 //! - `bbh`: optimise + evaluate per task (`bbh-<model>.json`); `compare` tables several models;
 //! - `step --random NAME`: one GReaTer step of a random model in a real shape, by phase;
 //! - `fidelity`: ZS-CoT against greater's and the paper's prompts on whole splits (resumable);
-//! - `signal`: the official training signal against the graded one, paired on dev (resumable).
+//! - `signal`: the official training signal against the graded one, paired on dev (resumable);
+//! - `parity`: logits, token gradient and greedy tokens of one model, compared across backends.
 //!
 //! Numbers come from here, never from timed tests. Criterion micro-benchmarks of single
 //! operations live in `benches/models.rs`.
@@ -24,6 +25,7 @@ pub mod fidelity;
 pub mod grad;
 pub mod machine;
 pub mod models;
+pub mod parity;
 pub mod report;
 pub mod signal;
 pub mod step;
@@ -70,6 +72,8 @@ pub enum BenchCommand {
     Signal(signal::SignalArgs),
     /// One full GReaTer step of a random model in a real shape, timed by phase.
     Step(step::StepArgs),
+    /// Logits, token gradient and greedy tokens of a model, to compare backends or peers.
+    Parity(parity::ParityArgs),
 }
 
 /// Options every suite takes.
@@ -111,6 +115,10 @@ pub fn run(args: BenchArgs, host: &dyn Host) -> Result<()> {
         BenchCommand::Step(a) => {
             setup(&a.common)?;
             step::run(&a)
+        }
+        BenchCommand::Parity(a) => {
+            setup(&a.common)?;
+            parity::run(&a, host)
         }
     }
 }

@@ -32,7 +32,8 @@ pub const GOAL_DECODE_B8: f64 = 120.0;
 /// `greater bench models`.
 #[derive(Debug, clap::Args)]
 pub struct ModelsArgs {
-    /// A registry name or a path; repeat for several. Default: the cached ones among
+    /// A registry name, a path, or `random:SHAPE` (seeded random weights in a real shape, see
+    /// `greater bench step --help`); repeat for several. Default: the cached ones among
     /// smollm2-135m-instruct and gemma3-270m.
     #[arg(long = "model", value_name = "NAME")]
     pub models: Vec<String>,
@@ -220,10 +221,19 @@ fn model_names(given: &[String]) -> Result<Vec<String>> {
 }
 
 fn measure_model(name: &str, args: &ModelsArgs, device: &burn::tensor::Device, bw: &Bandwidth) -> Result<ModelReport> {
-    let path = crate::resolve_model(name)?;
-    eprintln!("{name}: loading {}", path.display());
     let t = Instant::now();
-    let loaded = LoadedModel::load(&path, device).map_err(anyhow::Error::from)?;
+    let (loaded, path) = if let Some(shape) = name.strip_prefix("random:") {
+        // A random model in a real shape, built on the device (nothing to download or carry).
+        eprintln!("{name}: building seeded random weights");
+        let shape = greater_models::random::shape(shape)?;
+        let scratch = args.common.out.join(format!("random-{}", shape.name));
+        let dtype = greater_models::random::WeightDtype::F32;
+        (greater_models::random::load(shape, 0, dtype, device, &scratch)?, PathBuf::from(name))
+    } else {
+        let path = crate::resolve_model(name)?;
+        eprintln!("{name}: loading {}", path.display());
+        (LoadedModel::load(&path, device).map_err(anyhow::Error::from)?, path)
+    };
     let load_s = t.elapsed().as_secs_f64();
     let model = &loaded.model;
     let c = model.config().clone();

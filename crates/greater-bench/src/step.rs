@@ -20,12 +20,16 @@ use crate::{Common, machine, write_json};
 /// `greater bench step`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StepArgs {
-    /// Random model shape: tiny, smollm2-135m, qwen2.5-0.5b, llama3-8b, gemma2-9b.
+    /// Random model shape: tiny, tiny-qwen2, tiny-gemma2, smollm2-135m, qwen2.5-0.5b, llama3-8b, gemma2-9b.
     #[arg(long = "random", value_name = "NAME")]
     pub random: String,
     /// Seed of the weights and of the step.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Precision the weights are rounded to: f32, f16 or bf16 (computed in f32 on every backend;
+    /// see `greater export-random --help`).
+    #[arg(long, default_value = "f32")]
+    pub dtype: random::WeightDtype,
     /// Training examples of the step.
     #[arg(long, default_value_t = 20)]
     pub examples: usize,
@@ -52,6 +56,8 @@ pub struct StepReport {
     pub params: usize,
     /// burn backend.
     pub backend: &'static str,
+    /// Precision of the weights.
+    pub dtype: String,
     /// Examples and reasoning cap.
     pub examples: usize,
     /// Reasoning cap in tokens.
@@ -68,6 +74,9 @@ pub struct StepReport {
     pub generated_tokens: u64,
     /// Peak resident memory of the process, bytes (`VmHWM`; the host side on a GPU backend).
     pub peak_rss: Option<u64>,
+    /// Bytes the device allocator holds after the step (its pools keep pages for reuse, so
+    /// this is the step's high-water mark); `None` on a backend that does not report it (flex).
+    pub device_reserved: Option<u64>,
 }
 
 /// Seconds of one step by phase.
@@ -89,7 +98,7 @@ pub fn run(args: &StepArgs) -> Result<()> {
     let p = &report.phases;
     println!(
         "random {} ({:.0}M params, {}): {} examples × {} reasoning tokens: step {:.2} s \
-         (reasoning {:.2}, proposal {:.2}, gradient {:.2}, selection {:.2}); {:.1} tok/s; peak RSS {}",
+         (reasoning {:.2}, proposal {:.2}, gradient {:.2}, selection {:.2}); {:.1} tok/s; peak RSS {}; device memory {}",
         report.random,
         report.params as f64 / 1e6,
         report.backend,
@@ -101,7 +110,8 @@ pub fn run(args: &StepArgs) -> Result<()> {
         p.gradient,
         p.selection,
         report.tokens_per_s,
-        report.peak_rss.map_or("?".into(), |b| format!("{:.0} MB", b as f64 / 1e6))
+        report.peak_rss.map_or("?".into(), |b| format!("{:.0} MB", b as f64 / 1e6)),
+        report.device_reserved.map_or("not reported".into(), |b| format!("{:.0} MB", b as f64 / 1e6))
     );
     let path = write_json(&args.common.out, &format!("step-{}.json", args.random), &report)?;
     println!("wrote {}", path.display());
@@ -117,7 +127,7 @@ pub fn measure(args: &StepArgs) -> Result<StepReport> {
         std::fs::remove_dir_all(&work).with_context(|| format!("clearing {}", work.display()))?;
     }
     let t = Instant::now();
-    let loaded: LoadedModel = random::load(shape, args.seed, &device, &work.join("tokenizer"))?;
+    let loaded: LoadedModel = random::load(shape, args.seed, args.dtype, &device, &work.join("tokenizer"))?;
     let build_s = t.elapsed().as_secs_f64();
     let task = greater_tasks::load_task(&args.task, std::path::Path::new(""))
         .with_context(|| format!("loading the generated task `{}`", args.task))?;
@@ -144,6 +154,7 @@ pub fn measure(args: &StepArgs) -> Result<StepReport> {
         random: args.random.clone(),
         params: loaded.model.config().num_parameters(),
         backend: greater_models::device::backend_name(),
+        dtype: format!("{:?}", args.dtype).to_lowercase(),
         examples: prepared.examples.len(),
         reasoning_tokens: args.reasoning_tokens,
         build_s,
@@ -152,6 +163,7 @@ pub fn measure(args: &StepArgs) -> Result<StepReport> {
         tokens_per_s: if gen_s > 0.0 { generated_tokens as f64 / gen_s } else { 0.0 },
         generated_tokens,
         peak_rss: machine::status_bytes("VmHWM"),
+        device_reserved: device.memory_pool_usage().map(|u| u.bytes_reserved),
     })
 }
 
@@ -177,6 +189,7 @@ mod tests {
         let args = StepArgs {
             random: "tiny".into(),
             seed: 1,
+            dtype: random::WeightDtype::Bf16,
             examples: 2,
             reasoning_tokens: 6,
             task: "gen/boolean_expressions".into(),
@@ -186,6 +199,7 @@ mod tests {
         let r = measure(&args).unwrap();
         std::fs::remove_dir_all(&out).ok();
         assert_eq!((r.random.as_str(), r.examples, r.reasoning_tokens), ("tiny", 2, 6));
+        assert_eq!(r.dtype, "bf16");
         let p = r.phases;
         for (name, s) in [("reasoning", p.reasoning), ("proposal", p.proposal), ("gradient", p.gradient)] {
             assert!(s > 0.0, "{name} was not timed");

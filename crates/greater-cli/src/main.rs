@@ -55,6 +55,12 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a random model in a real shape as a Hugging Face folder (for GPU checks).
     ExportRandom(cmd::export::ExportRandomArgs),
+    /// Write a run's optimised prompt for lm-evaluation-harness, promptfoo, or as JSON.
+    Export(cmd::export_run::ExportArgs),
+    /// Re-hash a run's model and data files against its manifest.json.
+    Verify(cmd::manifest::VerifyArgs),
+    /// Run a run's config again into a new folder and check every decision matches.
+    Replay(cmd::manifest::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +74,9 @@ fn main() -> ExitCode {
         Command::Report(a) => cmd::report::run(a),
         Command::Bench(a) => bench::run(a),
         Command::ExportRandom(a) => cmd::export::run(a),
+        Command::Export(a) => cmd::export_run::run(a),
+        Command::Verify(a) => cmd::manifest::verify(a),
+        Command::Replay(a) => cmd::manifest::replay(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

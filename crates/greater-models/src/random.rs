@@ -24,6 +24,74 @@ use crate::model::{Format, LoadedModel};
 use crate::rng::SplitMix64;
 use crate::tokenizer::Tokenizer;
 
+/// The precision random weights are drawn in.
+///
+/// `F16` and `Bf16` round every weight to that format, and [`export`] stores it in that format,
+/// so a peer loading the folder in half precision sees the same numbers. Our backends compute in
+/// f32 on every device (burn 0.22 has no mixed-precision matmul of half weights with f32
+/// activations), so in memory the rounded values are held as f32: the results are those of a
+/// half-precision checkpoint upcast at load time, which is what `greater` does with a real one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightDtype {
+    /// 32-bit floats (4 bytes per parameter on disk).
+    #[default]
+    F32,
+    /// IEEE half precision (2 bytes per parameter on disk).
+    F16,
+    /// bfloat16 (2 bytes per parameter on disk).
+    Bf16,
+}
+
+impl std::str::FromStr for WeightDtype {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            "bf16" => Ok(Self::Bf16),
+            _ => Err(format!("unknown weight dtype `{s}` (f32, f16 or bf16)")),
+        }
+    }
+}
+
+impl WeightDtype {
+    /// `v` rounded to this precision (to nearest, ties to even), as f32.
+    pub fn round(self, v: f32) -> f32 {
+        match self {
+            Self::F32 => v,
+            Self::F16 => half::f16::from_f32(v).to_f32(),
+            Self::Bf16 => half::bf16::from_f32(v).to_f32(),
+        }
+    }
+
+    /// Bytes per value on disk.
+    pub fn bytes(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::Bf16 => 2,
+        }
+    }
+
+    /// The safetensors `dtype` and the transformers `torch_dtype` names.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Self::F32 => ("F32", "float32"),
+            Self::F16 => ("F16", "float16"),
+            Self::Bf16 => ("BF16", "bfloat16"),
+        }
+    }
+
+    /// `v` in this format, little-endian.
+    fn push_bytes(self, v: f32, out: &mut Vec<u8>) {
+        match self {
+            Self::F32 => out.extend_from_slice(&v.to_le_bytes()),
+            Self::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+            Self::Bf16 => out.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+        }
+    }
+}
+
 /// A named model shape.
 #[derive(Debug, Clone, Copy)]
 pub struct RandomShape {
@@ -46,6 +114,27 @@ pub const SHAPES: &[RandomShape] = &[
         config: r#"{"model_type": "llama", "vocab_size": 320, "hidden_size": 32, "intermediate_size": 64,
             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
             "max_position_embeddings": 1024, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+            "tie_word_embeddings": true}"#,
+    },
+    RandomShape {
+        name: "tiny-qwen2",
+        about: "a 2-layer Qwen2 (q/k/v biases), hidden 32, vocab 320 (peer checks)",
+        scale: 0.3,
+        config: r#"{"model_type": "qwen2", "vocab_size": 320, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "max_position_embeddings": 1024, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+            "tie_word_embeddings": true, "use_sliding_window": false, "sliding_window": 1024,
+            "max_window_layers": 2}"#,
+    },
+    RandomShape {
+        name: "tiny-gemma2",
+        about: "a 2-layer Gemma-2 (sandwich norms, soft-capping, a sliding layer of window 4), vocab 320",
+        scale: 0.3,
+        config: r#"{"model_type": "gemma2", "vocab_size": 320, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+            "max_position_embeddings": 1024, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "query_pre_attn_scalar": 8, "sliding_window": 4, "attn_logit_softcapping": 50.0,
+            "final_logit_softcapping": 30.0, "hidden_activation": "gelu_pytorch_tanh",
             "tie_word_embeddings": true}"#,
     },
     RandomShape {
@@ -98,10 +187,10 @@ pub fn shape(name: &str) -> Result<&'static RandomShape, LoadError> {
 }
 
 impl RandomShape {
-    /// The `config.json` this shape is written as.
+    /// The `config.json` this shape is written as (with f32 weights).
     pub fn config_json(&self) -> Value {
         let mut v: Value = serde_json::from_str(self.config).expect("the shape tables are valid JSON");
-        let extra = json!({"torch_dtype": "float32", "bos_token_id": SPECIAL_BOS, "eos_token_id": SPECIAL_EOS,
+        let extra = json!({"torch_dtype": WeightDtype::F32.names().1, "bos_token_id": SPECIAL_BOS, "eos_token_id": SPECIAL_EOS,
             "pad_token_id": SPECIAL_PAD});
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
             o.extend(e.clone());
@@ -119,36 +208,63 @@ impl RandomShape {
 
     /// Seeded random weights in memory (f32: 4 bytes per parameter).
     pub fn weights(&self, config: &ModelConfig, seed: u64) -> MemoryWeights {
-        MemoryWeights::random(&AnyModel::expected_tensors(config), seed, self.scale, config.norm_unit_offset)
+        self.weights_in(config, seed, WeightDtype::F32)
+    }
+
+    /// [`RandomShape::weights`] rounded to `dtype` (held as f32, see [`WeightDtype`]).
+    pub fn weights_in(&self, config: &ModelConfig, seed: u64, dtype: WeightDtype) -> MemoryWeights {
+        let mut w =
+            MemoryWeights::random(&AnyModel::expected_tensors(config), seed, self.scale, config.norm_unit_offset);
+        if dtype != WeightDtype::F32 {
+            w.map_values(|v| dtype.round(v));
+        }
+        w
     }
 }
 
 /// Write shape `shape` with weights from `seed` as a Hugging Face folder `dir` (created if
-/// missing): the weights are exactly [`RandomShape::weights`], written tensor by tensor so the
-/// largest tensor, not the model, bounds the memory used.
-pub fn export(shape: &RandomShape, seed: u64, dir: &Path) -> Result<(), LoadError> {
-    let config = shape.config()?;
-    std::fs::create_dir_all(dir).map_err(|e| LoadError::io(dir, e))?;
-    let write = |name: &str, text: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).map_err(|e| LoadError::io(&p, e))
-    };
-    write("config.json", pretty(&architectures(shape.config_json())))?;
-    write("tokenizer.json", pretty(&tokenizer_json(config.vocab_size)))?;
-    write("tokenizer_config.json", pretty(&tokenizer_config()))?;
+/// missing): the weights are exactly [`RandomShape::weights_in`] `dtype`, stored in `dtype` and
+/// written tensor by tensor so the largest tensor, not the model, bounds the memory used.
+pub fn export(shape: &RandomShape, seed: u64, dtype: WeightDtype, dir: &Path) -> Result<(), LoadError> {
+    let config = export_config(shape, dtype, dir)?;
     let expected = AnyModel::expected_tensors(&config);
     write_safetensors(
         &dir.join("model.safetensors"),
         &expected,
         |rng, name, n| random_values(rng, name, n, shape.scale, config.norm_unit_offset),
         seed,
+        dtype,
     )
 }
 
-/// Build shape `shape` with weights from `seed` on `device`, with the byte-level tokenizer and
-/// ChatML template of [`export`], without writing the weights anywhere (the tokenizer files go
-/// to `scratch`, which is created if missing).
-pub fn load(shape: &RandomShape, seed: u64, device: &Device, scratch: &Path) -> Result<LoadedModel, LoadError> {
+/// The folder of [`export`] without `model.safetensors`: `config.json` (with `torch_dtype`
+/// `dtype`) and the tokenizer files, so a peer can build the shape with its own random weights
+/// (transformers' `from_config`) where the weights are too large to write or carry.
+pub fn export_config(shape: &RandomShape, dtype: WeightDtype, dir: &Path) -> Result<ModelConfig, LoadError> {
+    let config = shape.config()?;
+    std::fs::create_dir_all(dir).map_err(|e| LoadError::io(dir, e))?;
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| LoadError::io(&p, e))
+    };
+    let mut config_json = architectures(shape.config_json());
+    config_json["torch_dtype"] = json!(dtype.names().1);
+    write("config.json", pretty(&config_json))?;
+    write("tokenizer.json", pretty(&tokenizer_json(config.vocab_size)))?;
+    write("tokenizer_config.json", pretty(&tokenizer_config()))?;
+    Ok(config)
+}
+
+/// Build shape `shape` with weights from `seed` rounded to `dtype` on `device`, with the
+/// byte-level tokenizer and ChatML template of [`export`], without writing the weights anywhere
+/// (the tokenizer files go to `scratch`, which is created if missing).
+pub fn load(
+    shape: &RandomShape,
+    seed: u64,
+    dtype: WeightDtype,
+    device: &Device,
+    scratch: &Path,
+) -> Result<LoadedModel, LoadError> {
     let config = shape.config()?;
     std::fs::create_dir_all(scratch).map_err(|e| LoadError::io(scratch, e))?;
     let (tok_json, tok_config) = (scratch.join("tokenizer.json"), scratch.join("tokenizer_config.json"));
@@ -157,7 +273,7 @@ pub fn load(shape: &RandomShape, seed: u64, device: &Device, scratch: &Path) -> 
     let tokenizer = Tokenizer::from_file(&tok_json, Some(&tok_config))?;
     tokenizer.check_model_vocab(config.vocab_size)?;
     let chat = ChatTemplate::from_tokenizer_config(&tok_config, config.family, &tokenizer)?;
-    let model = AnyModel::load(&config, &shape.weights(&config, seed), device)?;
+    let model = AnyModel::load(&config, &shape.weights_in(&config, seed, dtype), device)?;
     let source = format!("random:{}", shape.name).into();
     Ok(LoadedModel { model, tokenizer, chat, source, format: Format::HuggingFace })
 }
@@ -242,7 +358,7 @@ fn tokenizer_config() -> Value {
     })
 }
 
-/// A safetensors file of f32 tensors `expected`, in that order, values from `values(rng, name, n)`.
+/// A safetensors file of `dtype` tensors `expected`, in that order, values from `values(rng, name, n)`.
 ///
 /// Layout: an 8-byte little-endian header length, the JSON header (`dtype`, `shape`,
 /// `data_offsets` per tensor), then the tensors' bytes back to back.
@@ -251,12 +367,14 @@ fn write_safetensors(
     expected: &[(String, Vec<usize>)],
     mut values: impl FnMut(&mut SplitMix64, &str, usize) -> Vec<f32>,
     seed: u64,
+    dtype: WeightDtype,
 ) -> Result<(), LoadError> {
     let mut header = serde_json::Map::new();
     let mut offset = 0usize;
     for (name, shape) in expected {
-        let bytes = 4 * shape.iter().product::<usize>();
-        header.insert(name.clone(), json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes]}));
+        let bytes = dtype.bytes() * shape.iter().product::<usize>();
+        let entry = json!({"dtype": dtype.names().0, "shape": shape, "data_offsets": [offset, offset + bytes]});
+        header.insert(name.clone(), entry);
         offset += bytes;
     }
     let mut text = serde_json::to_string(&Value::Object(header)).expect("JSON values serialise");
@@ -269,10 +387,11 @@ fn write_safetensors(
     out.write_all(&(text.len() as u64).to_le_bytes()).map_err(io)?;
     out.write_all(text.as_bytes()).map_err(io)?;
     let mut rng = SplitMix64(seed);
+    let mut bytes = Vec::new();
     for (name, shape) in expected {
-        for v in values(&mut rng, name, shape.iter().product()) {
-            out.write_all(&v.to_le_bytes()).map_err(io)?;
-        }
+        bytes.clear();
+        values(&mut rng, name, shape.iter().product()).into_iter().for_each(|v| dtype.push_bytes(v, &mut bytes));
+        out.write_all(&bytes).map_err(io)?;
     }
     out.flush().map_err(io)
 }
@@ -286,6 +405,8 @@ mod tests {
         // Parameter counts of the released checkpoints (embedding counted once when tied).
         let want = [
             ("tiny", None),
+            ("tiny-qwen2", None),
+            ("tiny-gemma2", None),
             ("smollm2-135m", Some(134_515_008)),
             ("qwen2.5-0.5b", Some(494_032_768)),
             ("llama3-8b", Some(8_030_261_248)),

@@ -1,7 +1,8 @@
 //! A task example as token ids with the index range of every part (SPEC A3).
 //!
-//! The user turn `{question}{joiner}{frozen_prefix}{prompt}` is rendered with the model's own chat
-//! template (generation prompt on) and encoded once with offsets. Each token belongs to the text
+//! The user turn `{question}{joiner}{frozen_prefix}{prompt}` (the paper's placement; the prompt
+//! can also go before the question or into the system turn, see [`PromptPlace`]) is rendered with
+//! the model's own chat template (generation prompt on) and encoded once with offsets. Each token belongs to the text
 //! part that holds its last character, so a prompt token absorbs the space before it (`" proper"`).
 //! A token that swallows anything more than whitespace from a neighbouring part is an error: the
 //! part boundary would otherwise shift silently. After that the prompt lives as ids; prefix and
@@ -17,13 +18,21 @@ use greater_tasks::{Example, TaskSpec};
 
 use crate::OptError;
 
-/// Where the prompt goes in the user turn.
+pub use greater_tasks::PromptPlace;
+
+/// Where the prompt goes, and the text around it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Placement {
     /// Between the question and the frozen prefix (default `". "`).
     pub joiner: String,
     /// Fixed text before the prompt, never optimised (default `"Use "`).
     pub frozen_prefix: String,
+    /// Which turn holds the prompt, and on which side of the question; `None`: the task's
+    /// (a custom task's spec may say), else after the question.
+    pub place: Option<PromptPlace>,
+    /// The system turn: `None` leaves the template's default (SmolLM2's and Qwen2.5's inject
+    /// one), `Some("")` asks for none, other text replaces it. Not with [`PromptPlace::System`].
+    pub system: Option<String>,
 }
 
 impl Default for Placement {
@@ -31,8 +40,19 @@ impl Default for Placement {
         Self {
             joiner: greater_tasks::DEFAULT_JOINER.into(),
             frozen_prefix: greater_tasks::DEFAULT_FROZEN_PREFIX.into(),
+            place: None,
+            system: None,
         }
     }
+}
+
+/// The messages of one example and where the prompt text lies in one of them.
+struct Turns {
+    messages: Vec<ChatMessage>,
+    /// The message text that holds the prompt.
+    holder: String,
+    /// Byte range of the prompt in `holder`.
+    prompt: std::ops::Range<usize>,
 }
 
 /// The fixed ids around the prompt and after the reasoning, for one example.
@@ -79,9 +99,64 @@ impl<'a> Layouter<'a> {
         Self { loaded, spec, placement }
     }
 
-    /// The user turn text of `question` with `prompt`.
+    /// The text of `question` with `prompt` as the model reads it: the user turn, preceded by
+    /// `[system] …` when the prompt is in the system turn.
     pub fn user_turn(&self, question: &str, prompt: &str) -> String {
-        format!("{question}{}{}{prompt}", self.placement.joiner, self.placement.frozen_prefix)
+        let p = &self.placement;
+        match self.place() {
+            PromptPlace::After => format!("{question}{}{}{prompt}", p.joiner, p.frozen_prefix),
+            PromptPlace::Before => format!("{}{prompt}{}{question}", p.frozen_prefix, p.joiner),
+            PromptPlace::System => format!("[system] {}{prompt}\n[user] {question}", p.frozen_prefix),
+        }
+    }
+
+    /// Where the prompt goes: the run's placement, else the task's, else after the question.
+    pub fn place(&self) -> PromptPlace {
+        self.placement.place.or(self.spec.placement).unwrap_or_default()
+    }
+
+    /// The messages of `question` with `prompt`, and where the prompt lies.
+    fn turns(&self, question: &str, prompt: &str) -> Result<Turns, OptError> {
+        let p = &self.placement;
+        let at = |start: usize| start..start + prompt.len();
+        let (holder, range) = match self.place() {
+            PromptPlace::After => {
+                let head = format!("{question}{}{}", p.joiner, p.frozen_prefix);
+                (format!("{head}{prompt}"), at(head.len()))
+            }
+            PromptPlace::Before => {
+                (format!("{}{prompt}{}{question}", p.frozen_prefix, p.joiner), at(p.frozen_prefix.len()))
+            }
+            PromptPlace::System => {
+                if p.system.is_some() {
+                    return Err(OptError::Invalid(
+                        "a system text cannot be given when the prompt is placed in the system turn".into(),
+                    ));
+                }
+                let holder = format!("{}{prompt}", p.frozen_prefix);
+                let messages = vec![ChatMessage::system(holder.clone()), ChatMessage::user(question)];
+                return Ok(Turns { messages, holder, prompt: at(p.frozen_prefix.len()) });
+            }
+        };
+        let user = ChatMessage::user(holder.clone());
+        let messages = match p.system.as_deref() {
+            None => vec![user],
+            Some("") => self.without_system(user)?,
+            Some(text) => vec![ChatMessage::system(text), user],
+        };
+        Ok(Turns { messages, holder, prompt: range })
+    }
+
+    /// Messages with no system text: an empty system turn where the template would inject a
+    /// default one, nothing where it has no system turn of its own (an empty one would only add
+    /// whitespace, as Gemma's prepends it to the user turn).
+    fn without_system(&self, user: ChatMessage) -> Result<Vec<ChatMessage>, OptError> {
+        let chat = &self.loaded.chat;
+        let bare = chat.render(std::slice::from_ref(&user), true)?;
+        let empty = vec![ChatMessage::system(""), user.clone()];
+        let with_empty = chat.render(&empty, true)?;
+        let squeeze = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        Ok(if squeeze(&bare) == squeeze(&with_empty) { vec![user] } else { empty })
     }
 
     /// Lay out example `index` with the prompt `prompt` (text): its fixed parts and the prompt ids.
@@ -95,13 +170,14 @@ impl<'a> Layouter<'a> {
         if prompt.trim().is_empty() {
             return Err(err("the prompt is empty".into()));
         }
-        let head = format!("{}{}{}", example.input, self.placement.joiner, self.placement.frozen_prefix);
-        let user = format!("{head}{prompt}");
-        let rendered = self.loaded.chat.render(&[ChatMessage::user(user.clone())], true)?;
-        let Some(at) = rendered.find(&user) else {
-            return Err(err("the chat template changed the user text, so the prompt cannot be located in it".into()));
+        let turns = self.turns(&example.input, prompt)?;
+        let rendered = self.loaded.chat.render(&turns.messages, true)?;
+        let Some(at) = rendered.find(&turns.holder) else {
+            return Err(err(
+                "the chat template changed the prompt's turn, so the prompt cannot be located in it".into()
+            ));
         };
-        let (p0, p1) = (at + head.len(), at + user.len());
+        let (p0, p1) = (at + turns.prompt.start, at + turns.prompt.end);
         let enc = self.loaded.tokenizer.encode_with_offsets(&rendered, false)?;
         let (mut prefix, mut control, mut suffix) = (Vec::new(), Vec::new(), Vec::new());
         for (&id, &(start, end)) in enc.ids.iter().zip(&enc.offsets) {

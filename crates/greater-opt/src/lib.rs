@@ -15,6 +15,7 @@ pub mod eval;
 pub mod faults;
 pub mod finish;
 pub mod layout;
+pub mod manifest;
 pub mod memory;
 pub mod observer;
 pub mod optimize;

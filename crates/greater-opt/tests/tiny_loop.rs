@@ -181,3 +181,28 @@ fn graded_selection_with_variant_loss_reports_both_flags() {
         }
     }
 }
+
+#[test]
+fn gradient_through_none_takes_the_gradient_without_the_reasoning() {
+    use greater_grad::{GradExample, GradOptions, token_gradients};
+    use greater_opt::optimize::GradientThrough;
+    let loaded = tiny_loaded(Family::Llama, 11).unwrap();
+    let task = task();
+    let mut gradients = Vec::new();
+    for through in [GradientThrough::None, GradientThrough::Reasoning] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = OptimizeConfig { gradient_through: through, ..config(1) };
+        optimize(&loaded, &task, &cfg, dir.path(), false);
+        let e = events(dir.path()).remove(0);
+        let run = Run { loaded: &loaded, task: &task, cfg: &cfg, dir: dir.path().to_path_buf(), observer: &NoObserver };
+        let prep = run.prepare().unwrap();
+        let bare: Vec<_> = prep.layouts.iter().map(|l| l.sequence(&prep.initial, &[])).collect();
+        let exs: Vec<GradExample<'_>> = bare.iter().map(|s| GradExample { seq: s, position: 0 }).collect();
+        let want = token_gradients(&loaded.model, &exs, &e.candidates, &GradOptions::default()).unwrap().grad_sum;
+        let differs = e.gradient.iter().zip(&want).any(|(a, b)| (a - b).abs() > 1e-4);
+        gradients.push((differs, e.gradient));
+    }
+    // Without reasoning the event's gradient is the bare sequences' one; with it, another.
+    assert!(!gradients[0].0, "gradient_through = none used the reasoning: {:?}", gradients[0].1);
+    assert!(gradients[1].0, "the reasoning changed nothing: the comparison is blind");
+}

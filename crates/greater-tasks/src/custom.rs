@@ -1,20 +1,21 @@
 //! Custom tasks: JSONL `{"input", "target", "choices"?}` rows, or CSV with a header naming the
-//! `input` and `target` columns (and optionally `choices`, separated by `|`); the answer kind is
-//! inferred from the targets.
+//! `input` and `target` columns (and optionally `choices`, separated by `|`); other field names
+//! come from [`Fields`]. The answer kind is inferred from the targets unless a spec names it
+//! ([`crate::custom_spec`]).
 
 use std::path::Path;
 
 use crate::answer::{canonical_number, normalise};
 use crate::error::TaskError;
-use crate::loaders::{Row, parse_custom, read_file};
+use crate::loaders::{Fields, Row, parse_custom, read_file};
 use crate::spec::AnswerKind;
 
 /// Reads a custom file; rows with `choices` get BBH-style options appended to the input
 /// (`\nOptions:\n(A) …\n(B) …`) and a target equal to one of the choices becomes its letter.
-pub(crate) fn rows(path: &Path) -> Result<Vec<Row>, TaskError> {
+pub(crate) fn rows(path: &Path, fields: &Fields<'_>) -> Result<Vec<Row>, TaskError> {
     let text = read_file(path)?;
     let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let mut rows = if is_csv { parse_csv(path, &text)? } else { parse_custom(path, &text)? };
+    let mut rows = if is_csv { parse_csv(path, &text, fields)? } else { parse_custom(path, &text, fields)? };
     for row in &mut rows {
         if row.choices.is_empty() {
             continue;
@@ -65,8 +66,8 @@ pub(crate) fn infer_kind(rows: &[Row]) -> (AnswerKind, Option<String>) {
 }
 
 /// CSV rows: the header names the columns (`input`, `target`, optional `choices` with `|` between
-/// choices); a row's place is its line in the file.
-fn parse_csv(path: &Path, text: &str) -> Result<Vec<Row>, TaskError> {
+/// choices, or the names `fields` gives); a row's place is its line in the file.
+fn parse_csv(path: &Path, text: &str, fields: &Fields<'_>) -> Result<Vec<Row>, TaskError> {
     let csv_error = |e: csv::Error| TaskError::Csv {
         path: path.to_owned(),
         line: e.position().map_or(1, |p| p.line()),
@@ -86,9 +87,9 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Row>, TaskError> {
         field: field.into(),
         expected: "a column of the header".into(),
     };
-    let input = column("input").ok_or_else(|| missing("input"))?;
-    let target = column("target").ok_or_else(|| missing("target"))?;
-    let choices = column("choices");
+    let input = column(fields.input).ok_or_else(|| missing(fields.input))?;
+    let target = column(fields.target).ok_or_else(|| missing(fields.target))?;
+    let choices = column(fields.choices);
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(csv_error)?;

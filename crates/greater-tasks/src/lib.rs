@@ -12,6 +12,7 @@
 
 mod answer;
 mod custom;
+mod custom_spec;
 mod error;
 mod example;
 mod generate;
@@ -24,12 +25,15 @@ mod stats;
 mod variants;
 
 pub use answer::{AnswerScore, cut_continuation, normalise, split_extractor};
+pub use custom_spec::CustomOptions;
 pub use error::TaskError;
 pub use example::{Example, Split, Task};
 pub use generate::{COUNTING_CATEGORIES, COUNTING_ITEMS, CountingItem, Generator, word_list};
 pub use loaders::{MAX_FILE_BYTES, MAX_LINE_BYTES};
-pub use prompt::{DEFAULT_FROZEN_PREFIX, DEFAULT_INITIAL_PROMPT, DEFAULT_JOINER, PromptLayout, user_turn};
-pub use registry::{closest_names, edit_distance, is_custom_name, load, load_custom, load_task, spec, task_names};
+pub use prompt::{DEFAULT_FROZEN_PREFIX, DEFAULT_INITIAL_PROMPT, DEFAULT_JOINER, PromptLayout, PromptPlace, user_turn};
+pub use registry::{
+    closest_names, edit_distance, is_custom_name, load, load_custom, load_custom_with, load_task, spec, task_names,
+};
 pub use spec::{AnswerKind, Source, SplitRule, TASKS_TOML, TaskSpec, check_spec_file};
 pub use split::{head_ranges, pool_ranges};
 pub use stats::{Accuracy, PairedComparison, ScoreSummary, Z_95, mcnemar_exact, wilson_interval};

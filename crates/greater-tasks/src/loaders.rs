@@ -165,24 +165,24 @@ pub(crate) fn parse_folio(
 }
 
 /// Parses custom JSONL `{"input", "target", "choices"?}`. A numeric target is read as its JSON text.
-pub(crate) fn parse_custom(path: &Path, text: &str) -> Result<Vec<Row>, TaskError> {
+pub(crate) fn parse_custom(path: &Path, text: &str, fields: &Fields<'_>) -> Result<Vec<Row>, TaskError> {
     jsonl_values(path, text)?
         .into_iter()
         .map(|(at, item)| {
-            let input = string_field(path, &at, &item, "input")?;
-            let target = match item.get("target") {
+            let input = string_field(path, &at, &item, fields.input)?;
+            let target = match item.get(fields.target) {
                 Some(Value::Number(n)) => n.to_string(),
                 Some(Value::Bool(b)) => if *b { "True" } else { "False" }.to_owned(),
-                _ => string_field(path, &at, &item, "target")?,
+                _ => string_field(path, &at, &item, fields.target)?,
             };
-            let choices = match item.get("choices") {
+            let choices = match item.get(fields.choices) {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Array(list)) => {
                     list.iter().map(|c| c.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(|| {
                         TaskError::Field {
                             path: path.to_owned(),
                             at: at.clone(),
-                            field: "choices".into(),
+                            field: fields.choices.into(),
                             expected: "an array of strings".into(),
                         }
                     })?
@@ -191,7 +191,7 @@ pub(crate) fn parse_custom(path: &Path, text: &str) -> Result<Vec<Row>, TaskErro
                     return Err(TaskError::Field {
                         path: path.to_owned(),
                         at,
-                        field: "choices".into(),
+                        field: fields.choices.into(),
                         expected: "an array of strings".into(),
                     });
                 }
@@ -199,6 +199,23 @@ pub(crate) fn parse_custom(path: &Path, text: &str) -> Result<Vec<Row>, TaskErro
             Ok(Row { input, raw_target: target.clone(), target, choices, at })
         })
         .collect()
+}
+
+/// The field (JSONL) or column (CSV) names of a custom file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields<'a> {
+    /// The question.
+    pub input: &'a str,
+    /// The gold answer.
+    pub target: &'a str,
+    /// Optional answer options.
+    pub choices: &'a str,
+}
+
+impl Default for Fields<'_> {
+    fn default() -> Self {
+        Self { input: "input", target: "target", choices: "choices" }
+    }
 }
 
 /// Checks every row's target against `spec` and builds examples.
@@ -259,7 +276,9 @@ mod tests {
     fn malformed_json_names_file_and_line() {
         let err = parse_bbh(Path::new("x/t.json"), "{\n\"examples\": [\n{\"input\": }\n]}").unwrap_err();
         assert!(err.to_string().starts_with("x/t.json:3: malformed JSON"), "{err}");
-        let err = parse_custom(Path::new("c.jsonl"), "{\"input\":\"a\",\"target\":\"b\"}\n\n{oops}\n").unwrap_err();
+        let err =
+            parse_custom(Path::new("c.jsonl"), "{\"input\":\"a\",\"target\":\"b\"}\n\n{oops}\n", &Fields::default())
+                .unwrap_err();
         assert!(err.to_string().starts_with("c.jsonl:3: malformed JSON"), "{err}");
         let err = parse_bbh(Path::new("t.json"), r#"{"examples": [{"input": "q"}]}"#).unwrap_err();
         assert_eq!(err.to_string(), "t.json: examples[0]: field `target` is missing or not a string");
@@ -292,11 +311,15 @@ mod tests {
     fn custom_rows_accept_numbers_and_choices() {
         let text =
             "{\"input\": \"q\", \"target\": 42}\n{\"input\": \"r\", \"target\": \"x\", \"choices\": [\"x\", \"y\"]}";
-        let rows = parse_custom(Path::new("c.jsonl"), text).unwrap();
+        let rows = parse_custom(Path::new("c.jsonl"), text, &Fields::default()).unwrap();
         assert_eq!(rows[0].target, "42");
         assert_eq!(rows[1].choices, ["x", "y"]);
-        let err =
-            parse_custom(Path::new("c.jsonl"), "{\"input\": \"q\", \"target\": \"t\", \"choices\": 3}").unwrap_err();
+        let err = parse_custom(
+            Path::new("c.jsonl"),
+            "{\"input\": \"q\", \"target\": \"t\", \"choices\": 3}",
+            &Fields::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("field `choices`"), "{err}");
     }
 }

@@ -1,4 +1,5 @@
-//! The user turn of SPEC A3: `{question}{joiner}{frozen_prefix}{prompt}`, with its defaults in one place.
+//! The user turn of SPEC A3: `{question}{joiner}{frozen_prefix}{prompt}`, with its defaults in one place,
+//! and the other places a prompt can go ([`PromptPlace`]).
 
 /// Text between the question and the frozen prefix (SPEC A3).
 pub const DEFAULT_JOINER: &str = ". ";
@@ -24,6 +25,32 @@ pub fn user_turn(question: &str, joiner: &str, frozen_prefix: &str, prompt: &str
     turn.push_str(frozen_prefix);
     turn.push_str(prompt);
     turn
+}
+
+/// Where the prompt goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptPlace {
+    /// User turn `{question}{joiner}{frozen_prefix}{prompt}` (the paper's).
+    #[default]
+    After,
+    /// User turn `{frozen_prefix}{prompt}{joiner}{question}`.
+    Before,
+    /// System turn `{frozen_prefix}{prompt}`, user turn `{question}`.
+    System,
+}
+
+impl std::str::FromStr for PromptPlace {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "after" => Ok(Self::After),
+            "before" => Ok(Self::Before),
+            "system" => Ok(Self::System),
+            _ => Err(format!("unknown prompt placement `{s}` (after, before or system)")),
+        }
+    }
 }
 
 /// The parts of the user turn other than the question, with the SPEC A3 defaults.

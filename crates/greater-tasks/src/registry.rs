@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use crate::custom;
+use crate::custom_spec::{CustomOptions, CustomSpec};
 use crate::error::TaskError;
 use crate::example::Task;
-use crate::loaders::{parse_bbh, parse_folio, parse_gsm8k, read_data_file, rows_to_examples};
-use crate::spec::{Source, SpecFile, SplitRule, TASKS_TOML, TaskSpec};
+use crate::loaders::{Fields, parse_bbh, parse_folio, parse_gsm8k, read_data_file, rows_to_examples};
+use crate::spec::{AnswerKind, Source, SpecFile, SplitRule, TASKS_TOML, TaskSpec};
 use crate::split::{split_pool, split_separate};
 
 struct Registry {
@@ -91,7 +92,7 @@ pub fn load(spec: TaskSpec, data_root: &Path) -> Result<Task, TaskError> {
             split_separate(&name, (&pool_path, pool), (&test_path, test), *train, *dev)?
         }
         (Source::Custom { file }, SplitRule::Pool { train, dev }) => {
-            let rows = custom::rows(file)?;
+            let rows = custom::rows(file, &Fields::default())?;
             let examples = rows_to_examples(&spec, file, rows)?;
             split_pool(&name, file, examples, *train, *dev)?
         }
@@ -112,12 +113,25 @@ pub fn load(spec: TaskSpec, data_root: &Path) -> Result<Task, TaskError> {
     Ok(Task { name, spec, train, dev, test })
 }
 
-/// Loads a custom JSONL task `{"input", "target", "choices"?}`, inferring its answer kind from the targets.
+/// Loads a custom JSONL or CSV task `{"input", "target", "choices"?}` with the spec beside it
+/// (`<file>.toml`, when there is one), inferring what the spec leaves out from the targets.
 pub fn load_custom(path: &Path) -> Result<Task, TaskError> {
+    load_custom_with(path, &CustomOptions::default())
+}
+
+/// [`load_custom`] with another spec file or field names.
+pub fn load_custom_with(path: &Path, options: &CustomOptions) -> Result<Task, TaskError> {
     let registry = registry()?;
-    let rows = custom::rows(path)?;
-    let (kind, letters) = custom::infer_kind(&rows);
-    let spec = registry.file.custom(&path.display().to_string(), kind, letters, PathBuf::from(path))?;
+    let (file_spec, _) = CustomSpec::find(path, options)?;
+    let rows = custom::rows(path, &file_spec.fields(options))?;
+    let (inferred, inferred_letters) = custom::infer_kind(&rows);
+    let kind = file_spec.answer.unwrap_or(inferred);
+    let letters = match kind {
+        AnswerKind::Letter => file_spec.letters.clone().or(inferred_letters),
+        _ => None,
+    };
+    let name = path.display().to_string();
+    let spec = registry.file.custom(&name, kind, letters, PathBuf::from(path), &file_spec)?;
     let examples = rows_to_examples(&spec, path, rows)?;
     let SplitRule::Pool { train, dev } = spec.split else {
         return Err(TaskError::Spec { task: spec.name, message: "custom tasks need a pool split rule".into() });

@@ -164,6 +164,8 @@ pub struct TaskSpec {
     pub source: Source,
     /// How rows become splits.
     pub split: SplitRule,
+    /// Where the prompt goes, when the task says (a custom task's spec file); else the run's.
+    pub placement: Option<crate::prompt::PromptPlace>,
     #[serde(skip)]
     pub(crate) flexible: Option<Regex>,
 }
@@ -300,9 +302,10 @@ impl SpecFile {
         kind: AnswerKind,
         letters: Option<String>,
         file: PathBuf,
+        custom: &crate::custom_spec::CustomSpec,
     ) -> Result<TaskSpec, TaskError> {
         let defaults = &self.kinds[kind.name()];
-        let mut extractor = defaults.extractor.clone();
+        let mut extractor = custom.extractor.clone().unwrap_or_else(|| defaults.extractor.clone());
         if let Some(letters) = &letters {
             let options: Vec<String> = letters.chars().map(|c| format!("'${c}'")).collect();
             extractor = extractor.replace("{options}", &options.join(" or "));
@@ -310,9 +313,9 @@ impl SpecFile {
         let table = RawTable {
             answer: kind,
             letters,
-            labels: None,
+            labels: custom.labels.clone(),
             extractor,
-            pattern: None,
+            pattern: custom.pattern.clone(),
             odd_targets: Vec::new(),
             train_file: None,
             test_file: None,
@@ -320,7 +323,15 @@ impl SpecFile {
             template: None,
             label_map: None,
         };
-        self.resolve(name, &table, Source::Custom { file }, self.split("custom")?)
+        let split = match (self.split("custom")?, custom.train, custom.dev) {
+            (SplitRule::Pool { train, dev }, t, d) => {
+                SplitRule::Pool { train: t.unwrap_or(train), dev: d.unwrap_or(dev) }
+            }
+            (other, _, _) => other,
+        };
+        let mut spec = self.resolve(name, &table, Source::Custom { file }, split)?;
+        spec.placement = custom.placement;
+        Ok(spec)
     }
 
     fn resolve(&self, name: &str, table: &RawTable, source: Source, split: SplitRule) -> Result<TaskSpec, TaskError> {
@@ -365,6 +376,7 @@ impl SpecFile {
             odd_targets: table.odd_targets.clone(),
             source,
             split,
+            placement: None,
             flexible,
         })
     }

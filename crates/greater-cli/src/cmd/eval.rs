@@ -11,7 +11,7 @@ use greater_opt::layout::Placement;
 use greater_opt::report::Report;
 use greater_tasks::{PairedComparison, Split};
 
-use super::{DEFAULT_MODEL, MODEL_HELP, TASK_HELP, fmt_accuracy, load_model, load_task, stopped_or};
+use super::{DEFAULT_MODEL, MODEL_HELP, TASK_HELP, fmt_accuracy, load_model, load_task_with, stopped_or};
 use crate::progress::{Bars, install_ctrlc};
 
 /// Flags of `greater eval`.
@@ -53,6 +53,24 @@ pub struct EvalArgs {
     /// Fixed text before the prompt [default: "Use ", or the run's with --prompt-from].
     #[arg(long, allow_hyphen_values = true)]
     frozen_prefix: Option<String>,
+    /// A custom task's spec file [default: the data file's `.toml` beside it, or the run's with
+    /// --prompt-from on the same task].
+    #[arg(long, value_name = "FILE")]
+    spec: Option<PathBuf>,
+    /// A custom task's question field or column [default: input].
+    #[arg(long, value_name = "NAME")]
+    input_field: Option<String>,
+    /// A custom task's gold-answer field or column [default: target].
+    #[arg(long, value_name = "NAME")]
+    target_field: Option<String>,
+    /// Where the prompt goes: after, before or system (see `greater optimize --help`) [default:
+    /// after, or the run's with --prompt-from].
+    #[arg(long, value_name = "WHERE", value_parser = ["after", "before", "system"])]
+    placement: Option<String>,
+    /// The system turn: TEXT, or `none` for no system text [default: the template's, or the
+    /// run's with --prompt-from].
+    #[arg(long, value_name = "TEXT|none", allow_hyphen_values = true)]
+    system: Option<String>,
     /// The reference path: reasoning batch by batch, then a second pass over prompt, reasoning
     /// and extractor for the answers, no drafts. It writes the same records as the default one
     /// pass (reasoning, answer and label scores from one KV cache), only slower.
@@ -80,8 +98,16 @@ impl From<SplitArg> for Split {
 
 /// Run `greater eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
-    let task = load_task(&args.task)?;
     let from = args.prompt_from.as_deref().map(read_report).transpose()?;
+    let custom = match (&from, args.spec.is_none() && args.input_field.is_none() && args.target_field.is_none()) {
+        (Some(report), true) if report.config.task == args.task => report.config.custom_options(),
+        _ => greater_tasks::CustomOptions {
+            spec: args.spec.clone(),
+            input_field: args.input_field.clone(),
+            target_field: args.target_field.clone(),
+        },
+    };
+    let task = load_task_with(&args.task, &custom)?;
     let split = Split::from(args.split);
     let all = task.split(split);
     let examples = &all[..args.limit.unwrap_or(all.len()).min(all.len())];
@@ -100,6 +126,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .clone()
             .or_else(|| from.as_ref().map(|r| r.config.frozen_prefix.clone()))
             .unwrap_or_else(|| greater_tasks::DEFAULT_FROZEN_PREFIX.into()),
+        place: match &args.placement {
+            Some(p) => Some(p.parse().expect("clap checked the value")),
+            None => from.as_ref().and_then(|r| r.config.prompt_placement),
+        },
+        system: match &args.system {
+            Some(text) => Some(if text == "none" { String::new() } else { text.clone() }),
+            None => from.as_ref().and_then(|r| r.config.system_prompt.clone()),
+        },
     };
     let prompt = match (&args.prompt, &from) {
         (Some(text), _) => PromptInput::Text(text.clone()),

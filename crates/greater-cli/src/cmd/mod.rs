@@ -3,7 +3,9 @@
 
 pub mod eval;
 pub mod export;
+pub mod export_run;
 pub mod generate;
+pub mod manifest;
 pub mod models;
 pub mod optimize;
 pub mod report;
@@ -97,11 +99,19 @@ pub fn load_model(name_or_path: &str) -> Result<LoadedModel> {
 
 /// Load a task: unknown names list the closest ones; built-in data comes from [`data_root`].
 pub fn load_task(name: &str) -> Result<Task> {
-    let generated = if greater_tasks::is_custom_name(name) {
-        true // a custom file carries its own data
-    } else {
-        matches!(greater_tasks::spec(name)?.source, Source::Generated { .. })
-    };
+    load_task_with(name, &greater_tasks::CustomOptions::default())
+}
+
+/// [`load_task`] with how a custom file is read (its spec file and field names).
+pub fn load_task_with(name: &str, custom: &greater_tasks::CustomOptions) -> Result<Task> {
+    if greater_tasks::is_custom_name(name) {
+        return greater_tasks::load_custom_with(std::path::Path::new(name), custom)
+            .with_context(|| format!("loading task `{name}`"));
+    }
+    if !custom.is_empty() {
+        bail!("--spec, --input-field and --target-field apply to custom task files (.jsonl, .csv), not to `{name}`");
+    }
+    let generated = matches!(greater_tasks::spec(name)?.source, Source::Generated { .. });
     let root = if generated { data_root().unwrap_or_default() } else { data_root_for(name)? };
     greater_tasks::load_task(name, &root).with_context(|| format!("loading task `{name}`"))
 }

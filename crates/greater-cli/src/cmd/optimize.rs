@@ -16,7 +16,7 @@ use greater_opt::memory::human;
 use greater_opt::optimize::{OptimizeConfig, Run, load_config};
 use greater_opt::resume::{self, Previous};
 
-use super::{MODEL_HELP, TASK_HELP, load_model, load_task, stopped_or};
+use super::{MODEL_HELP, TASK_HELP, load_model, load_task_with, stopped_or};
 use crate::progress::{Bars, install_ctrlc};
 
 /// Flags of `greater optimize`. Every flag overrides the config file.
@@ -70,6 +70,31 @@ pub struct OptimizeArgs {
     /// [default: teacher_forced].
     #[arg(long, value_name = "M", value_parser = ["teacher_forced", "graded"])]
     selection_mistake: Option<String>,
+    /// A custom task's spec file (TOML: answer kind, labels, extractor, pattern, field names,
+    /// split sizes, placement) [default: the data file's `.toml` beside it, when there is one].
+    #[arg(long, value_name = "FILE")]
+    spec: Option<PathBuf>,
+    /// A custom task's question field (JSONL) or column (CSV) [default: input].
+    #[arg(long, value_name = "NAME")]
+    input_field: Option<String>,
+    /// A custom task's gold-answer field or column [default: target].
+    #[arg(long, value_name = "NAME")]
+    target_field: Option<String>,
+    /// Where the prompt goes: `after` the question (the paper's: `{question}. Use {prompt}`),
+    /// `before` it (`Use {prompt}. {question}`), or `system` (the system turn is `Use {prompt}`,
+    /// the user turn the question) [default: after].
+    #[arg(long, value_name = "WHERE", value_parser = ["after", "before", "system"])]
+    placement: Option<String>,
+    /// The system turn: TEXT replaces the chat template's default, `none` asks for no system text
+    /// (SmolLM2's and Qwen2.5's templates inject a default system turn otherwise). Not with
+    /// `--placement system`.
+    #[arg(long, value_name = "TEXT|none", allow_hyphen_values = true)]
+    system: Option<String>,
+    /// What the token gradient flows through: `reasoning` (the method) or `none` (the answer right
+    /// after the prompt, without the reasoning: the paper's Fig. 3 ablation; selection still
+    /// regenerates and grades reasoning) [default: reasoning].
+    #[arg(long, value_name = "G", value_parser = ["reasoning", "none"])]
+    gradient_through: Option<String>,
     /// Turn selection speed-ups off, comma separated: `one-pass` (score a candidate in its own
     /// generation pass), `draft` (verify the current prompt's reasoning as a draft), `prune` (drop
     /// candidates that can no longer win), `continuous` (refill finished generation rows),
@@ -91,6 +116,12 @@ pub struct OptimizeArgs {
 /// Run `greater optimize`.
 pub fn run(args: OptimizeArgs) -> Result<()> {
     let (cfg, dir, resume) = resolve(&args)?;
+    execute(cfg, dir, resume)
+}
+
+/// Optimise with `cfg` into `dir` (continuing the run there with `resume`), evaluate, write the
+/// report and the manifest (`greater replay` runs this too).
+pub fn execute(cfg: OptimizeConfig, dir: PathBuf, resume: bool) -> Result<()> {
     cfg.validate().context("checking the configuration")?;
     if !resume && dir.join("state.json").exists() {
         bail!(
@@ -99,8 +130,9 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
             dir.display()
         );
     }
-    let task = load_task(&cfg.task)?;
+    let task = load_task_with(&cfg.task, &cfg.custom_options())?;
     let loaded = load_model(&cfg.model)?;
+    super::manifest::start(&dir, &cfg, &task, &super::model_file(&cfg.model)?, resume)?;
     install_ctrlc()?;
     let resume_hint = Some(format!("greater optimize --resume {}", dir.display()));
     let previous = if resume {
@@ -139,6 +171,7 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
     // `finish` is given the time before it ran; the total also counts its evaluations.
     report.seconds.total = previous.seconds + start.elapsed().as_secs_f64();
     greater_opt::report::write(&dir, &report).with_context(|| format!("writing the report in {}", dir.display()))?;
+    super::manifest::finish(&dir, &cfg)?;
     super::report::print_report(&report);
     println!("report: {}", dir.join("report.html").display());
     Ok(())
@@ -183,6 +216,25 @@ fn override_with_flags(cfg: &mut OptimizeConfig, args: &OptimizeArgs) {
     if let Some(m) = &args.selection_mistake {
         cfg.selection_mistake =
             if m == "graded" { greater_opt::optimize::SelectionMistake::Graded } else { Default::default() };
+    }
+    if let Some(f) = &args.spec {
+        cfg.task_spec = Some(f.clone());
+    }
+    if let Some(f) = &args.input_field {
+        cfg.input_field = Some(f.clone());
+    }
+    if let Some(f) = &args.target_field {
+        cfg.target_field = Some(f.clone());
+    }
+    if let Some(p) = &args.placement {
+        cfg.prompt_placement = Some(p.parse().expect("clap checked the value"));
+    }
+    if let Some(text) = &args.system {
+        cfg.system_prompt = Some(if text == "none" { String::new() } else { text.clone() });
+    }
+    if let Some(g) = &args.gradient_through {
+        cfg.gradient_through =
+            if g == "none" { greater_opt::optimize::GradientThrough::None } else { Default::default() };
     }
     for off in &args.no_speedup {
         match off.as_str() {

@@ -21,6 +21,11 @@ impl MemoryWeights {
         Self { path: label.into(), tensors: BTreeMap::new() }
     }
 
+    /// Replace every value `v` of every tensor by `f(v)`.
+    pub fn map_values(&mut self, f: impl Fn(f32) -> f32) {
+        self.tensors.values_mut().flat_map(|t| t.data.iter_mut()).for_each(|v| *v = f(*v));
+    }
+
     /// Add or replace a tensor.
     pub fn insert(&mut self, name: impl Into<String>, t: HostTensor) {
         self.tensors.insert(name.into(), t);

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::OptError;
-use crate::layout::Placement;
+use crate::layout::{Placement, PromptPlace};
 
 /// Everything that determines a run. Flags override a TOML file, which overrides these defaults.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -14,6 +14,15 @@ pub struct OptimizeConfig {
     pub model: String,
     /// Task name (`bbh/<task>`, `gsm8k`, `folio`, `gen/<task>`, or a JSONL path).
     pub task: String,
+    /// A custom task's spec file (default: the data file's `.toml` beside it, if any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_spec: Option<std::path::PathBuf>,
+    /// A custom task's question field or column (default `input`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_field: Option<String>,
+    /// A custom task's gold-answer field or column (default `target`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_field: Option<String>,
     /// Seed of every random choice.
     pub seed: u64,
     /// Optimisation steps.
@@ -26,6 +35,13 @@ pub struct OptimizeConfig {
     pub joiner: String,
     /// Fixed text before the prompt.
     pub frozen_prefix: String,
+    /// Where the prompt goes: after the question (the paper's), before it, or as the system turn;
+    /// absent: the task's (a custom task's spec may say), else after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_placement: Option<PromptPlace>,
+    /// The system turn's text: absent keeps the chat template's default, `""` asks for none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
     /// Per-example top-k of the next-token distribution at the position (11).
     pub top_k: usize,
     /// Number of intersections whose union gives the candidates (6).
@@ -72,6 +88,10 @@ pub struct OptimizeConfig {
     pub answer_target: AnswerTarget,
     /// The mistake flag of the selection score: teacher-forced (official) or the graded answer.
     pub selection_mistake: SelectionMistake,
+    /// What the gradient is taken through: the reasoning (the method) or nothing, the answer right
+    /// after the prompt (the paper's Fig. 3 ablation). Selection always regenerates reasoning; an
+    /// event's `current_*` loss and mistake rate are then those of the sequence without it.
+    pub gradient_through: GradientThrough,
     /// Selection speed-ups that change no decision (each can be turned off to compare paths).
     /// One pass per candidate: the prompt NLL from the generation's own prefill, and the answer
     /// teacher-forced through its KV cache (or, graded, decoded from it).
@@ -111,6 +131,17 @@ pub enum AnswerTarget {
     Variants,
 }
 
+/// The sequence the token gradient is taken over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GradientThrough {
+    /// prompt · reasoning · extractor · answer: the gradient flows through the reasoning tokens.
+    #[default]
+    Reasoning,
+    /// prompt · extractor · answer: the reasoning left out (the paper's ablation, Fig. 3).
+    None,
+}
+
 /// Which mistake flag the selection score counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -129,12 +160,17 @@ impl Default for OptimizeConfig {
         Self {
             model: "smollm2-135m-instruct".into(),
             task: "gen/boolean_expressions".into(),
+            task_spec: None,
+            input_field: None,
+            target_field: None,
             seed: 0,
             steps: 100,
             train: 50,
             initial_prompt: greater_tasks::DEFAULT_INITIAL_PROMPT.into(),
             joiner: placement.joiner,
             frozen_prefix: placement.frozen_prefix,
+            prompt_placement: placement.place,
+            system_prompt: placement.system,
             top_k: 11,
             top_q: 6,
             intersection_size: 5,
@@ -158,6 +194,7 @@ impl Default for OptimizeConfig {
             eval_limit: 0,
             answer_target: AnswerTarget::Official,
             selection_mistake: SelectionMistake::TeacherForced,
+            gradient_through: GradientThrough::Reasoning,
             one_pass: true,
             draft: true,
             draft_chunk: 8,
@@ -202,9 +239,23 @@ impl OptimizeConfig {
         }
     }
 
+    /// How a custom task file is read.
+    pub fn custom_options(&self) -> greater_tasks::CustomOptions {
+        greater_tasks::CustomOptions {
+            spec: self.task_spec.clone(),
+            input_field: self.input_field.clone(),
+            target_field: self.target_field.clone(),
+        }
+    }
+
     /// The prompt placement.
     pub fn placement(&self) -> Placement {
-        Placement { joiner: self.joiner.clone(), frozen_prefix: self.frozen_prefix.clone() }
+        Placement {
+            joiner: self.joiner.clone(),
+            frozen_prefix: self.frozen_prefix.clone(),
+            place: self.prompt_placement,
+            system: self.system_prompt.clone(),
+        }
     }
 
     /// Check the values make sense together.

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use greater_models::model::LoadedModel;
 use greater_tasks::{Example, Task};
 
-pub use config::{AnswerTarget, OptimizeConfig, SelectionMistake};
+pub use config::{AnswerTarget, GradientThrough, OptimizeConfig, SelectionMistake};
 pub use event::{CandidateScore, PhaseSeconds, StepCost, StepEvent};
 pub use state::{RunState, ScoredPrompt};
 

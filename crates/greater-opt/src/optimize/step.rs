@@ -8,7 +8,7 @@ use std::sync::Arc;
 use greater_models::engine::{Prefix, prefill_prefixes};
 use greater_models::tokenizer::Tokenizer;
 
-use super::config::{AnswerTarget, OptimizeConfig};
+use super::config::{AnswerTarget, GradientThrough, OptimizeConfig};
 use super::decide::{Advance, AfterStep, advance, after_step, top_mu};
 use super::event::{PhaseSeconds, StepCost, StepEvent};
 use super::proposal::{position_logits, propose};
@@ -186,12 +186,17 @@ fn candidates(ctx: &StepContext<'_>, banned: &[bool]) -> Result<(Vec<u32>, Optio
     Ok((out, states))
 }
 
-/// One-hot gradients through the fixed reasoning, summed over examples (SPEC B.1.2 C.3).
+/// One-hot gradients through the fixed reasoning, summed over examples (SPEC B.1.2 C.3); with
+/// `gradient_through = none`, over the sequences without it (the paper's ablation).
 fn gradients(ctx: &StepContext<'_>, reasoning: &[Vec<u32>], candidates: &[u32]) -> Result<Gradients, OptError> {
     let cfg = ctx.cfg();
     let control = &ctx.state.control;
+    let through = |r: &'_ [u32]| match cfg.gradient_through {
+        GradientThrough::Reasoning => r.to_vec(),
+        GradientThrough::None => Vec::new(),
+    };
     let seqs: Vec<TrainSequence> =
-        ctx.prep.layouts.iter().zip(reasoning).map(|(l, r)| l.sequence(control, r)).collect();
+        ctx.prep.layouts.iter().zip(reasoning).map(|(l, r)| l.sequence(control, &through(r))).collect();
     let gopts = cfg.grad_options();
     let mut out = Gradients { grad: vec![0.0; candidates.len()], mistakes: 0, loss: 0.0, current: Vec::new() };
     ctx.run.observer.phase("gradient", ctx.n());
@@ -209,7 +214,10 @@ fn gradients(ctx: &StepContext<'_>, reasoning: &[Vec<u32>], candidates: &[u32]) 
         out.grad.iter_mut().zip(&g.grad_sum).for_each(|(s, x)| *s += x);
         out.mistakes += g.examples.iter().filter(|e| e.mistake).count();
         out.loss += g.examples.iter().map(|e| e.loss_total).sum::<f32>();
-        out.current.extend(g.examples.iter().map(|e| (e.mistake, e.loss_control)));
+        if cfg.gradient_through == GradientThrough::Reasoning {
+            // Selection reuses these as the current prompt's scores: only valid with its reasoning.
+            out.current.extend(g.examples.iter().map(|e| (e.mistake, e.loss_control)));
+        }
         ctx.run.observer.advance(chunk.len());
     }
     Ok(out)
