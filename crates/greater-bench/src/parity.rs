@@ -109,7 +109,8 @@ pub fn run(args: &ParityArgs, host: &dyn Host) -> Result<()> {
         let theirs: Parity = serde_json::from_str(&text).with_context(|| format!("reading {}", other.display()))?;
         let a = compare(&p, &theirs).with_context(|| format!("comparing with {}", other.display()))?;
         println!("{}", serde_json::to_string_pretty(&a)?);
-        if !(a.max_abs_logit_diff <= args.tolerance) {
+        // A NaN difference fails too.
+        if a.max_abs_logit_diff.is_nan() || a.max_abs_logit_diff > args.tolerance {
             bail!(
                 "{} and {} differ by {:.3e} in a logit, over the tolerance {:.1e}",
                 p.backend,

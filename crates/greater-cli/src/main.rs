@@ -57,6 +57,10 @@ enum Command {
     ExportRandom(cmd::export::ExportRandomArgs),
     /// Write a run's optimised prompt for lm-evaluation-harness, promptfoo, or as JSON.
     Export(cmd::export_run::ExportArgs),
+    /// Every run's final prompt (and the initial one) on every model: a matrix of paired differences.
+    Transfer(cmd::transfer::TransferArgs),
+    /// Why a step changed the prompt: candidates, scores and each training example's part.
+    Explain(cmd::explain::ExplainArgs),
     /// Re-hash a run's model and data files against its manifest.json.
     Verify(cmd::manifest::VerifyArgs),
     /// Run a run's config again into a new folder and check every decision matches.
@@ -75,6 +79,8 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::ExportRandom(a) => cmd::export::run(a),
         Command::Export(a) => cmd::export_run::run(a),
+        Command::Explain(a) => cmd::explain::run(a),
+        Command::Transfer(a) => cmd::transfer::run(a),
         Command::Verify(a) => cmd::manifest::verify(a),
         Command::Replay(a) => cmd::manifest::replay(a),
     };

@@ -6,60 +6,23 @@
 //! (a lock), so each has the machine's cores to itself.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod common;
+use common::{fails, greater, ok, read_json, run, text};
 
 const MODEL: &str = "smollm2-135m-instruct";
 
 /// Serialises the tests that run the model.
 static MODEL_LOCK: Mutex<()> = Mutex::new(());
 
-fn greater() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_greater"))
-}
-
-fn run(args: &[&str]) -> Output {
-    greater().args(args).output().expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Run and require success; returns stdout.
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "greater {args:?} failed ({:?}):\n{}\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// Run and require failure; returns stderr.
-fn fails(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("the binary runs");
-    assert!(!out.status.success(), "{cmd:?} succeeded:\n{}", text(&out.stdout));
-    assert_eq!(out.status.code(), Some(1), "{cmd:?}: {}", text(&out.stderr));
-    let err = text(&out.stderr);
-    assert!(err.contains("error: "), "{err}");
-    err
-}
-
 /// SmolLM2 is cached (else `None` after a note; a failure under `GREATER_REQUIRE_MODELS=1`).
 fn smollm2() -> Option<PathBuf> {
     greater_testkit::existing(greater_testkit::cached_model(MODEL))
-}
-
-fn read_json(path: &Path) -> Value {
-    let t = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&t).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn lines(path: &Path) -> usize {
@@ -546,183 +509,4 @@ fn a_run_over_its_memory_budget_is_refused_before_it_starts() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("predicted peak memory"), "{}", text(&out.stderr));
     assert!(fits.join("state.json").exists());
-}
-
-#[test]
-fn bench_parity_compares_two_backends_files_and_fails_past_the_tolerance() {
-    let dir = tempfile::tempdir().unwrap();
-    let (f32_model, bf16_model) = (dir.path().join("f32"), dir.path().join("bf16"));
-    ok(&["export-random", "tiny", f32_model.to_str().unwrap(), "--seed", "3"]);
-    ok(&["export-random", "tiny", bf16_model.to_str().unwrap(), "--seed", "3", "--dtype", "bf16"]);
-    let out = dir.path().join("out");
-    let parity = |model: &Path, against: Option<&Path>| {
-        let mut c = greater();
-        c.args(["bench", "parity", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-        if let Some(a) = against {
-            c.args(["--against", a.to_str().unwrap()]);
-        }
-        c
-    };
-    assert!(parity(&f32_model, None).output().unwrap().status.success());
-    let first = dir.path().join("first.json");
-    std::fs::rename(out.join("parity-flex.json"), &first).unwrap();
-    let p = read_json(&first);
-    assert_eq!(p["logits"].as_array().unwrap().len(), 8 * 320);
-    let grad: Vec<f64> = p["grad"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    assert_eq!(grad.len(), 320);
-    assert!(grad.iter().any(|&g| g != 0.0) && p["loss"].as_f64().unwrap().is_finite());
-    assert_eq!(p["generated"].as_array().unwrap().len(), 16);
-    // The same model on the same backend agrees exactly.
-    let same = parity(&f32_model, Some(&first)).output().unwrap();
-    assert!(same.status.success(), "{}", text(&same.stderr));
-    let report = text(&same.stdout);
-    assert!(report.contains("\"max_abs_logit_diff\": 0.0") && report.contains("\"same_generation\": true"), "{report}");
-    // bf16-rounded weights are another model: past the tolerance, the command fails and says so.
-    let err = fails(&mut parity(&bf16_model, Some(&first)));
-    assert!(err.contains("over the tolerance"), "{err}");
-}
-
-#[test]
-fn a_custom_task_with_other_field_names_placement_and_system_runs_and_records_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
-    ok(&["export-random", "tiny", model.to_str().unwrap(), "--seed", "3"]);
-    let data = dir.path().join("parity.jsonl");
-    let rows: Vec<String> =
-        (0..30).map(|i| format!(r#"{{"question": "Is {i} even?", "answer": "{}"}}"#, ["Yes", "No"][i % 2])).collect();
-    std::fs::write(&data, rows.join("\n")).unwrap();
-    std::fs::write(dir.path().join("parity.toml"), "train = 4\ndev = 4\nextractor = \"So: $ \"\n").unwrap();
-    let out = dir.path().join("run");
-    let (m, d, o) = (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
-    let base = ["optimize", "--model", m, "--task", d, "--train", "2", "--steps", "1", "--max-reasoning-tokens", "3"];
-    let mut args: Vec<&str> = base.to_vec();
-    args.extend(["--no-final-eval", "--input-field", "question", "--target-field", "answer"]);
-    args.extend(["--placement", "before", "--system", "none", "--out", o]);
-    ok(&args);
-    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    for line in [
-        "input_field = \"question\"",
-        "target_field = \"answer\"",
-        "prompt_placement = \"before\"",
-        "system_prompt = \"\"",
-    ] {
-        assert!(config.contains(line), "{line} missing from\n{config}");
-    }
-    // Without the field names the file does not read, and the error names the field.
-    let err = fails(greater().args(&base).args(["--no-final-eval", "--out", dir.path().join("x").to_str().unwrap()]));
-    assert!(err.contains("field `input`"), "{err}");
-    // Field names belong to custom files only.
-    let err = fails(greater().args(["optimize", "--task", "bbh/navigate", "--input-field", "q", "--steps", "1"]));
-    assert!(err.contains("apply to custom task files"), "{err}");
-}
-
-#[test]
-fn a_run_writes_a_manifest_that_verify_checks_and_replay_reproduces() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
-    ok(&["export-random", "tiny", model.to_str().unwrap(), "--seed", "3"]);
-    let run_dir = dir.path().join("run");
-    let (m, r) = (model.to_str().unwrap(), run_dir.to_str().unwrap());
-    ok(&[
-        "optimize",
-        "--model",
-        m,
-        "--task",
-        "gen/boolean_expressions",
-        "--train",
-        "2",
-        "--steps",
-        "2",
-        "--max-reasoning-tokens",
-        "3",
-        "--no-final-eval",
-        "--out",
-        r,
-    ]);
-    let manifest = read_json(&run_dir.join("manifest.json"));
-    let files: Vec<&str> = manifest["model"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
-    assert!(files.iter().any(|f| f.ends_with("model.safetensors")), "{files:?}");
-    assert_eq!(manifest["examples"]["train"].as_array().unwrap().len(), 50, "ids of the whole train split");
-    assert_eq!(manifest["config"]["seed"], 0);
-    assert!(manifest["finished_utc"].is_string() && manifest["git_commit"].is_string(), "{manifest}");
-    assert!(ok(&["verify", r]).contains("ok"));
-    // The same config again makes the same decisions.
-    let replay = dir.path().join("replay");
-    let out = ok(&["replay", r, "--out", replay.to_str().unwrap()]);
-    assert!(out.contains("all 2 steps make the same decisions"), "{out}");
-    // A decision that differs is named by step and kind.
-    let events = run_dir.join("events.jsonl");
-    let mut lines: Vec<Value> =
-        std::fs::read_to_string(&events).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    lines[1]["chosen"] = Value::from(lines[1]["chosen"].as_u64().unwrap() + 1);
-    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
-    std::fs::write(&events, text.join("\n") + "\n").unwrap();
-    let err = fails(greater().args(["replay", r, "--out", dir.path().join("replay2").to_str().unwrap()]));
-    assert!(err.contains("step 1: the chosen token"), "{err}");
-    // A changed weight file is named.
-    let weights = model.join("model.safetensors");
-    let mut bytes = std::fs::read(&weights).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&weights, bytes).unwrap();
-    let err = fails(greater().args(["verify", r]));
-    assert!(err.contains("1 of") && err.contains("model.safetensors") && err.contains("differs"), "{err}");
-}
-
-#[test]
-fn export_writes_lm_eval_promptfoo_and_json_that_parse_with_the_prompt_in_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
-    ok(&["export-random", "tiny", model.to_str().unwrap(), "--seed", "3"]);
-    let run_dir = dir.path().join("run");
-    let (m, r) = (model.to_str().unwrap(), run_dir.to_str().unwrap());
-    ok(&[
-        "optimize",
-        "--model",
-        m,
-        "--task",
-        "gen/boolean_expressions",
-        "--train",
-        "2",
-        "--steps",
-        "1",
-        "--max-reasoning-tokens",
-        "3",
-        "--no-final-eval",
-        "--placement",
-        "before",
-        "--out",
-        r,
-    ]);
-    let prompt = read_json(&run_dir.join("report.json"))["final_prompt"].as_str().unwrap().to_string();
-    let out = dir.path().join("export");
-    let o = out.to_str().unwrap();
-    ok(&["export", r, "--to", "json", "--out", o]);
-    let record = read_json(&out.join("prompt.json"));
-    assert_eq!(record["prompt"].as_str(), Some(prompt.as_str()));
-    assert_eq!(record["user_turn"].as_str().unwrap(), format!("Use {prompt}. {{input}}"));
-
-    ok(&["export", r, "--to", "lm-eval", "--out", o]);
-    let yaml: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(out.join("greater_gen_boolean_expressions.yaml")).unwrap())
-            .unwrap();
-    assert_eq!(yaml["task"].as_str(), Some("greater_gen_boolean_expressions"));
-    assert_eq!(yaml["output_type"].as_str(), Some("generate_until"));
-    let doc = yaml["doc_to_text"].as_str().unwrap();
-    assert_eq!(doc, format!("{{% raw %}}Use {prompt}. {{% endraw %}}{{{{input}}}}"));
-    assert_eq!(yaml["filter_list"][0]["filter"][0]["regex_pattern"].as_str(), Some("(?i)\\b(true|false)\\b"));
-    assert_eq!(yaml["generation_kwargs"]["do_sample"].as_bool(), Some(false));
-    let data = std::fs::read_to_string(yaml["dataset_kwargs"]["data_files"]["test"].as_str().unwrap()).unwrap();
-    let first: Value = serde_json::from_str(data.lines().next().unwrap()).unwrap();
-    assert!(first["input"].is_string() && first["target"].is_string(), "{first}");
-
-    ok(&["export", r, "--to", "promptfoo", "--out", o]);
-    let yaml: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(out.join("promptfooconfig.yaml")).unwrap()).unwrap();
-    assert_eq!(yaml["prompts"][0].as_str().unwrap(), format!("Use {prompt}. {{{{input}}}}"));
-    let tests = yaml["tests"].as_sequence().unwrap();
-    assert_eq!(tests.len(), data.lines().count(), "one test per test example");
-    assert!(tests[0]["vars"]["target"].is_string());
-    let check = yaml["defaultTest"]["assert"][0]["value"].as_str().unwrap();
-    assert!(check.contains("matchAll") && check.contains("\"gi\""), "{check}");
 }

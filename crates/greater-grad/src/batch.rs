@@ -59,6 +59,8 @@ pub(crate) struct Batch {
 /// The forward's outputs on the device.
 pub(crate) struct Forward {
     logits: Tensor<2>,
+    /// τ-scaled NLL of every loss entry, `[n, 1]`.
+    nll_tau: Tensor<2>,
     pub loss_answer: Tensor<1>,
     pub loss_control: Tensor<1>,
     pub loss_total: Tensor<1>,
@@ -73,6 +75,8 @@ pub(crate) struct Losses {
     pub mistake: Vec<bool>,
     /// No variant has every token at the argmax (equals `mistake` without variants).
     pub mistake_variants: Vec<bool>,
+    /// τ-scaled NLL of each official answer token.
+    pub answer_token_nll: Vec<Vec<f32>>,
 }
 
 /// One row before padding: its ids and the answer tokens it holds.
@@ -210,12 +214,13 @@ impl Batch {
         let nll_plain = log_softmax(logits.clone(), 1).gather(1, targets.clone()).neg().reshape([n, 1]);
         let nll_tau = log_softmax(logits.clone() / opts.answer_temperature, 1).gather(1, targets).neg().reshape([n, 1]);
         let loss_control = self.mean_over(&self.control_entries, device).matmul(nll_plain).reshape([self.e]);
+        let kept = nll_tau.clone().detach();
         let loss_answer = match &self.variant_entries {
             None => self.mean_over(&self.answer_entries, device).matmul(nll_tau).reshape([self.e]),
             Some(v) => self.variant_loss(v, nll_tau, device),
         };
         let loss_total = loss_answer.clone() + loss_control.clone() * opts.control_weight;
-        Forward { logits, loss_answer, loss_control, loss_total }
+        Forward { logits, nll_tau: kept, loss_answer, loss_control, loss_total }
     }
 
     /// `[e, n]` weights averaging each example's `entries`.
@@ -273,7 +278,10 @@ impl Forward {
             None => mistake.clone(),
             Some(v) => v.iter().map(|variants| variants.iter().all(|entries| wrong(entries))).collect(),
         };
+        let nll = download(self.nll_tau.reshape([batch.rows.len()]));
+        let answer_token_nll = batch.answer_entries.iter().map(|a| a.iter().map(|&k| nll[k]).collect()).collect();
         Losses {
+            answer_token_nll,
             answer: download(self.loss_answer.detach()),
             control: download(self.loss_control.detach()),
             total: download(self.loss_total.detach()),

@@ -61,6 +61,9 @@ pub struct ExampleGrad {
     pub mistake: bool,
     /// Whether no answer variant has all its tokens at the argmax (equals `mistake` without variants).
     pub mistake_variants: bool,
+    /// τ-scaled CE of each official answer token (their mean is the official answer loss).
+    #[serde(default)]
+    pub answer_token_nll: Vec<f32>,
 }
 
 /// The result for a batch.
@@ -168,6 +171,7 @@ fn gradients(
                 loss_total: l.total[e],
                 mistake: l.mistake[e],
                 mistake_variants: l.mistake_variants[e],
+                answer_token_nll: l.answer_token_nll[e].clone(),
             }
         })
         .collect();

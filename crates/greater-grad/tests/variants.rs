@@ -117,3 +117,21 @@ fn a_preferred_variant_is_no_mistake() {
     assert!(!e.mistake_variants, "the preferred variant is the argmax");
     assert!(e.loss_answer < official(&model, &[other], &opts));
 }
+
+#[test]
+fn per_token_answer_losses_average_to_the_answer_loss() {
+    let model = tiny();
+    let opts = GradOptions::default();
+    let (a, b) = (seq(&[40, 41, 42]), seq(&[43]));
+    let ex = [GradExample { seq: &a, position: 2 }, GradExample { seq: &b, position: 2 }];
+    let out = token_gradients(&model, &ex, &CANDIDATES, &opts).unwrap();
+    for (e, len) in out.examples.iter().zip([3, 1]) {
+        assert_eq!(e.answer_token_nll.len(), len);
+        let mean = e.answer_token_nll.iter().sum::<f32>() / len as f32;
+        assert!((mean - e.loss_answer).abs() < 1e-4 * e.loss_answer.max(1.0), "{e:?}");
+        assert!(e.answer_token_nll.iter().all(|&x| x > 0.0));
+    }
+    // The tokens' losses differ: each is its own position's, not the mean repeated.
+    let t = &out.examples[0].answer_token_nll;
+    assert!(t[0] != t[1] || t[1] != t[2], "{t:?}");
+}

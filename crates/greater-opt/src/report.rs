@@ -201,11 +201,20 @@ fn render_html(r: &Report, initial: Option<&EvalResult>, fin: Option<&EvalResult
         &r.history.iter().map(|x| x.score).collect::<Vec<_>>(),
     );
     h += &svg_line("teacher-forced mistake rate", &r.history.iter().map(|x| x.mistake_rate).collect::<Vec<_>>());
-    h += "<h2>Prompt evolution</h2><table><tr><th>step</th><th>score</th><th>prompt</th></tr>";
+    h += "<h2>Prompt evolution</h2><table><tr><th>step</th><th>score</th><th>prompt</th>\
+          <th title=\"training examples whose gradient pushed hardest for the change (Δ loss, first order); \
+          greater explain DIR --step N shows all\">driven by</th></tr>";
     let mut prev = r.initial_prompt.clone();
     for x in &r.history {
-        let _ =
-            write!(h, "<tr><td>{}</td><td>{:.3}</td><td>{}</td></tr>", x.step + 1, x.score, diff_words(&prev, &x.text));
+        let drivers: Vec<String> = x.drivers.iter().map(|(i, d)| format!("#{i} ({d:+.2})")).collect();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
+            x.step + 1,
+            x.score,
+            diff_words(&prev, &x.text),
+            esc(&drivers.join(", "))
+        );
         prev = x.text.clone();
     }
     h += "</table>";

@@ -206,3 +206,24 @@ fn gradient_through_none_takes_the_gradient_without_the_reasoning() {
     assert!(!gradients[0].0, "gradient_through = none used the reasoning: {:?}", gradients[0].1);
     assert!(gradients[1].0, "the reasoning changed nothing: the comparison is blind");
 }
+
+#[test]
+fn attribution_splits_the_chosen_swap_over_the_examples() {
+    let loaded = tiny_loaded(Family::Llama, 11).unwrap();
+    let task = task();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(3);
+    optimize(&loaded, &task, &cfg, dir.path(), false);
+    let run = Run { loaded: &loaded, task: &task, cfg: &cfg, dir: dir.path().to_path_buf(), observer: &NoObserver };
+    let mut before = run.prepare().unwrap().initial;
+    for e in events(dir.path()) {
+        assert_eq!(e.attribution.len(), cfg.train, "one entry per training example");
+        let at = |t: u32| e.candidates.iter().position(|&c| c == t).unwrap();
+        let (current, chosen) = (at(before[e.position]), at(e.chosen));
+        let want = e.gradient[chosen] - e.gradient[current];
+        let got: f32 = e.attribution.iter().map(|a| a.delta).sum();
+        assert!((got - want).abs() < 1e-3 * want.abs().max(1.0), "step {}: {got} vs {want}", e.step);
+        assert!(e.attribution.iter().all(|a| !a.answer_token_nll.is_empty() && a.loss.is_finite()));
+        before = e.prompt_ids.clone();
+    }
+}

@@ -2,6 +2,7 @@
 //! task data, and turning a Ctrl-C into [`Interrupted`].
 
 pub mod eval;
+pub mod explain;
 pub mod export;
 pub mod export_run;
 pub mod generate;
@@ -9,6 +10,7 @@ pub mod manifest;
 pub mod models;
 pub mod optimize;
 pub mod report;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -163,6 +163,23 @@ pub struct StepEvent {
     /// Generation cost and speed-up accounting.
     #[serde(default)]
     pub cost: StepCost,
+    /// Per training example, what it said about the change (attribution; `greater explain`).
+    #[serde(default)]
+    pub attribution: Vec<Attribution>,
+}
+
+/// One training example's part in a step's change.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Attribution {
+    /// `g[chosen] − g[current]` of this example's loss gradient: the first-order change of its
+    /// loss from the swap (negative: it pushed for the chosen token).
+    pub delta: f32,
+    /// Its teacher-forced mistake flag under the current prompt.
+    pub teacher_forced_mistake: bool,
+    /// Its gradient loss under the current prompt (answer CE at τ + w · prompt NLL).
+    pub loss: f32,
+    /// τ-scaled CE of each official answer token under the current prompt.
+    pub answer_token_nll: Vec<f32>,
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use greater_models::model::LoadedModel;
 use greater_tasks::{Example, Task};
 
 pub use config::{AnswerTarget, GradientThrough, OptimizeConfig, SelectionMistake};
-pub use event::{CandidateScore, PhaseSeconds, StepCost, StepEvent};
+pub use event::{Attribution, CandidateScore, PhaseSeconds, StepCost, StepEvent};
 pub use state::{RunState, ScoredPrompt};
 
 use crate::layout::{ExampleLayout, Layouter};

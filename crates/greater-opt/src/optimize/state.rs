@@ -30,6 +30,10 @@ pub struct StepSummary {
     pub text: String,
     /// Seconds in each phase.
     pub seconds: super::event::PhaseSeconds,
+    /// The training examples that pushed hardest for the change (most negative attribution
+    /// delta first, at most three), with their deltas.
+    #[serde(default)]
+    pub drivers: Vec<(usize, f32)>,
 }
 
 /// The run's state after `step` completed steps.

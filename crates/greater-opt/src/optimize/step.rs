@@ -10,7 +10,7 @@ use greater_models::tokenizer::Tokenizer;
 
 use super::config::{AnswerTarget, GradientThrough, OptimizeConfig};
 use super::decide::{Advance, AfterStep, advance, after_step, top_mu};
-use super::event::{PhaseSeconds, StepCost, StepEvent};
+use super::event::{Attribution, PhaseSeconds, StepCost, StepEvent};
 use super::proposal::{position_logits, propose};
 use super::select::{Selection, select};
 use super::select_fast::{add_stats, engine_options};
@@ -101,6 +101,33 @@ struct Gradients {
     /// Per example, the current prompt's teacher-forced mistake flag and prompt NLL: its
     /// selection score without another forward.
     current: Vec<(bool, f32)>,
+    /// Per example, its gradient over the candidates and its losses (for the attribution).
+    examples: Vec<greater_grad::ExampleGrad>,
+}
+
+/// The (at most three) examples with the most negative delta: those that pushed for the change.
+fn drivers(attribution: &[Attribution]) -> Vec<(usize, f32)> {
+    let mut order: Vec<(usize, f32)> =
+        attribution.iter().enumerate().map(|(i, a)| (i, a.delta)).filter(|&(_, d)| d < 0.0).collect();
+    order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    order.truncate(3);
+    order
+}
+
+/// Each example's part in the swap of the current token for `chosen`.
+fn attribution(grads: &Gradients, candidates: &[u32], current: u32, chosen: u32) -> Vec<Attribution> {
+    let at = |t: u32| candidates.iter().position(|&c| c == t);
+    let (Some(c), Some(k)) = (at(current), at(chosen)) else { return Vec::new() };
+    grads
+        .examples
+        .iter()
+        .map(|e| Attribution {
+            delta: e.grad_total[k] - e.grad_total[c],
+            teacher_forced_mistake: e.mistake,
+            loss: e.loss_total,
+            answer_token_nll: e.answer_token_nll.clone(),
+        })
+        .collect()
 }
 
 /// Run step `state.step`; return the next state and the step's event.
@@ -126,9 +153,13 @@ pub(super) fn step(
     let sel = timed(&mut seconds.selection, || select(&ctx, &top, &reasoning, &grads.current, prefixes.as_deref()))?;
     let mut cost = sel.cost;
     cost.add(&pass_cost);
-    let next = next_state(&ctx, &sel, seconds)?;
+    let mut next = next_state(&ctx, &sel, seconds)?;
     let n = ctx.n() as f32;
     let chosen = &sel.scored[sel.winner];
+    let attribution = attribution(&grads, &candidates, ctx.current_token(), chosen.token);
+    if let Some(summary) = next.history.last_mut() {
+        summary.drivers = drivers(&attribution);
+    }
     let event = StepEvent {
         step: state.step,
         position: ctx.pos,
@@ -150,6 +181,7 @@ pub(super) fn step(
         generated_tokens: cost.decoded_tokens,
         cost,
         selection: sel.scored,
+        attribution,
     };
     run.observer.message(&format!("step {}: {:?} (score {:.3})", state.step + 1, event.prompt_text, event.score));
     Ok((next, event))
@@ -198,7 +230,13 @@ fn gradients(ctx: &StepContext<'_>, reasoning: &[Vec<u32>], candidates: &[u32]) 
     let seqs: Vec<TrainSequence> =
         ctx.prep.layouts.iter().zip(reasoning).map(|(l, r)| l.sequence(control, &through(r))).collect();
     let gopts = cfg.grad_options();
-    let mut out = Gradients { grad: vec![0.0; candidates.len()], mistakes: 0, loss: 0.0, current: Vec::new() };
+    let mut out = Gradients {
+        grad: vec![0.0; candidates.len()],
+        mistakes: 0,
+        loss: 0.0,
+        current: Vec::new(),
+        examples: Vec::new(),
+    };
     ctx.run.observer.phase("gradient", ctx.n());
     let model = &ctx.run.loaded.model;
     for (k, chunk) in seqs.chunks(cfg.grad_batch_size).enumerate() {
@@ -219,6 +257,7 @@ fn gradients(ctx: &StepContext<'_>, reasoning: &[Vec<u32>], candidates: &[u32]) 
             out.current.extend(g.examples.iter().map(|e| (e.mistake, e.loss_control)));
         }
         ctx.run.observer.advance(chunk.len());
+        out.examples.extend(g.examples);
     }
     Ok(out)
 }
@@ -270,6 +309,7 @@ fn next_state(ctx: &StepContext<'_>, sel: &Selection, seconds: PhaseSeconds) -> 
         mistake_rate: chosen.mistake_rate,
         text,
         seconds,
+        drivers: Vec::new(),
     });
     Ok(next)
 }
