@@ -59,6 +59,8 @@ enum Command {
     Export(cmd::export_run::ExportArgs),
     /// Every run's final prompt (and the initial one) on every model: a matrix of paired differences.
     Transfer(cmd::transfer::TransferArgs),
+    /// Independent runs over tasks × models × seeds: locally with N workers, or for Slurm or Ray.
+    Sweep(cmd::sweep::SweepArgs),
     /// Why a step changed the prompt: candidates, scores and each training example's part.
     Explain(cmd::explain::ExplainArgs),
     /// Re-hash a run's model and data files against its manifest.json.
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         Command::ExportRandom(a) => cmd::export::run(a),
         Command::Export(a) => cmd::export_run::run(a),
         Command::Explain(a) => cmd::explain::run(a),
+        Command::Sweep(a) => cmd::sweep::run(a),
         Command::Transfer(a) => cmd::transfer::run(a),
         Command::Verify(a) => cmd::manifest::verify(a),
         Command::Replay(a) => cmd::manifest::replay(a),

@@ -9,6 +9,10 @@ use serde_json::Value;
 mod common;
 use common::{fails, greater, ok, read_json, text};
 
+fn ok_strings(args: &[String]) -> String {
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 #[test]
 fn bench_parity_compares_two_backends_files_and_fails_past_the_tolerance() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,4 +254,47 @@ fn transfer_evaluates_every_run_on_every_model_with_paired_differences() {
     assert_eq!(cells[0]["initial"], cells[1]["initial"]);
     let html = std::fs::read_to_string(out.join("transfer.html")).unwrap();
     assert_eq!(html.matches("<td style=\"background:rgb(").count(), 4, "{html}");
+}
+
+#[test]
+fn a_sweep_runs_its_jobs_with_two_workers_skips_finished_ones_and_emits_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    ok(&["export-random", "tiny", model.to_str().unwrap(), "--seed", "3"]);
+    let base = dir.path().join("base.toml");
+    std::fs::write(&base, "train = 2\nsteps = 1\nmax_reasoning_tokens = 3\nfinal_eval = false\n").unwrap();
+    let out = dir.path().join("sweep");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> =
+            ["sweep", "--tasks", "gen/boolean_expressions,gen/word_sorting", "--models"].map(String::from).to_vec();
+        a.push(model.display().to_string());
+        a.extend(
+            ["--seeds", "0,1", "--config", base.to_str().unwrap(), "--out", out.to_str().unwrap()].map(String::from),
+        );
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let first = ok_strings(&args(&["--workers", "2"]));
+    assert!(first.contains("4 jobs: 0 finished (skipped), 4 to run with 2 worker(s)"), "{first}");
+    let jobs = read_json(&out.join("sweep.json"));
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 4);
+    for j in jobs {
+        let run = Path::new(j["dir"].as_str().unwrap());
+        assert!(run.join("report.json").exists(), "{run:?} did not finish");
+        let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+        assert!(config.contains("steps = 1"), "the base config reaches the job");
+    }
+    // Same settings: every job is found finished. Names carry the config hash.
+    let again = ok_strings(&args(&[]));
+    assert!(again.contains("4 jobs: 4 finished (skipped), 0 to run"), "{again}");
+    let slurm = ok_strings(&args(&["--emit", "slurm"]));
+    let script = std::fs::read_to_string(slurm.trim()).unwrap();
+    assert!(script.contains("#SBATCH --array=0-3") && script.contains("commands.txt"), "{script}");
+    let ray = ok_strings(&args(&["--emit", "ray"]));
+    let script = std::fs::read_to_string(ray.trim()).unwrap();
+    assert!(script.contains("@ray.remote") && script.contains("commands.txt"), "{script}");
+    let commands = std::fs::read_to_string(out.join("commands.txt")).unwrap();
+    assert_eq!(commands.lines().count(), 4);
+    assert!(commands.lines().all(|l| l.contains("'optimize'")), "{commands}");
 }

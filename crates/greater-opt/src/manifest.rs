@@ -168,6 +168,11 @@ pub fn utc_stamp(unix: u64) -> String {
     format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// 12 hex digits of the SHA-256 of `text` (a config's key in a sweep).
+pub fn text_hash(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes())[..6])
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod models;
 pub mod optimize;
 pub mod report;
+pub mod sweep;
 pub mod transfer;
 
 use std::path::{Path, PathBuf};
