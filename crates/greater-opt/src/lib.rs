@@ -10,6 +10,7 @@
 //! Progress goes through the [`Observer`] trait; this crate never prints.
 
 pub mod answer_pass;
+pub mod cost;
 pub mod error;
 pub mod eval;
 pub mod faults;

@@ -1,6 +1,7 @@
 //! One module per subcommand, and what they share: resolving (and fetching) models, finding
 //! task data, and turning a Ctrl-C into [`Interrupted`].
 
+pub mod cost;
 pub mod eval;
 pub mod explain;
 pub mod export;

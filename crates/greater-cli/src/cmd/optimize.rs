@@ -111,11 +111,26 @@ pub struct OptimizeArgs {
     /// long reasoning, more time; changes no value.
     #[arg(long)]
     gradient_checkpointing: bool,
+    /// Print the expected tokens, FLOPs, memory and time per phase (from the model's shapes, the
+    /// config and a ~10 s probe of this machine on the model), warn about what will not fit, and
+    /// stop without optimising.
+    #[arg(long)]
+    dry_run: bool,
+    /// Refuse to start a run expected (plain-path upper bound, after the probe) to take longer.
+    #[arg(long, value_name = "HOURS")]
+    max_hours: Option<f64>,
 }
 
 /// Run `greater optimize`.
 pub fn run(args: OptimizeArgs) -> Result<()> {
     let (cfg, dir, resume) = resolve(&args)?;
+    if args.dry_run || args.max_hours.is_some() {
+        let fits = super::cost::dry_run(&cfg, &dir, args.max_hours);
+        if args.dry_run {
+            return fits;
+        }
+        fits?;
+    }
     execute(cfg, dir, resume)
 }
 
