@@ -206,7 +206,14 @@ fn render_html(r: &Report, initial: Option<&EvalResult>, fin: Option<&EvalResult
           greater explain DIR --step N shows all\">driven by</th></tr>";
     let mut prev = r.initial_prompt.clone();
     for x in &r.history {
-        let drivers: Vec<String> = x.drivers.iter().map(|(i, d)| format!("#{i} ({d:+.2})")).collect();
+        let drivers: Vec<String> = x
+            .drivers
+            .iter()
+            .map(|d| {
+                let tokens: Vec<String> = d.answer_token_nll.iter().map(|t| format!("{t:.2}")).collect();
+                format!("#{} ({:+.2}; answer-token CE {})", d.example, d.delta, tokens.join(" "))
+            })
+            .collect();
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",

@@ -31,9 +31,20 @@ pub struct StepSummary {
     /// Seconds in each phase.
     pub seconds: super::event::PhaseSeconds,
     /// The training examples that pushed hardest for the change (most negative attribution
-    /// delta first, at most three), with their deltas.
+    /// delta first, at most three).
     #[serde(default)]
-    pub drivers: Vec<(usize, f32)>,
+    pub drivers: Vec<Driver>,
+}
+
+/// A training example that drove a step's change.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Driver {
+    /// Its index among the training examples.
+    pub example: usize,
+    /// Its attribution delta (negative: it pushed for the chosen token).
+    pub delta: f32,
+    /// τ-scaled CE of each of its answer tokens under the prompt before the change.
+    pub answer_token_nll: Vec<f32>,
 }
 
 /// The run's state after `step` completed steps.

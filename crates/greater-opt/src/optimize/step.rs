@@ -14,7 +14,7 @@ use super::event::{Attribution, PhaseSeconds, StepCost, StepEvent};
 use super::proposal::{position_logits, propose};
 use super::select::{Selection, select};
 use super::select_fast::{add_stats, engine_options};
-use super::state::{RunState, ScoredPrompt, StepSummary};
+use super::state::{Driver, RunState, ScoredPrompt, StepSummary};
 use super::{Prepared, Run, step_seed};
 use crate::OptError;
 use crate::rollout::{generate_all, generate_with_engine, reasoning_jobs};
@@ -106,12 +106,18 @@ struct Gradients {
 }
 
 /// The (at most three) examples with the most negative delta: those that pushed for the change.
-fn drivers(attribution: &[Attribution]) -> Vec<(usize, f32)> {
-    let mut order: Vec<(usize, f32)> =
-        attribution.iter().enumerate().map(|(i, a)| (i, a.delta)).filter(|&(_, d)| d < 0.0).collect();
-    order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-    order.truncate(3);
+fn drivers(attribution: &[Attribution]) -> Vec<Driver> {
+    let mut order: Vec<usize> = (0..attribution.len()).filter(|&i| attribution[i].delta < 0.0).collect();
+    order.sort_by(|&a, &b| attribution[a].delta.total_cmp(&attribution[b].delta).then(a.cmp(&b)));
     order
+        .into_iter()
+        .take(3)
+        .map(|i| Driver {
+            example: i,
+            delta: attribution[i].delta,
+            answer_token_nll: attribution[i].answer_token_nll.clone(),
+        })
+        .collect()
 }
 
 /// Each example's part in the swap of the current token for `chosen`.
@@ -318,4 +324,20 @@ fn next_state(ctx: &StepContext<'_>, sel: &Selection, seconds: PhaseSeconds) -> 
 fn placeholder(tok: &Tokenizer, text: &str) -> Result<u32, OptError> {
     let none = || OptError::Invalid(format!("config: the placeholder {text:?} encodes to no token"));
     tok.encode(text, false)?.last().copied().ok_or_else(none)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drivers_are_the_three_most_negative_deltas_ties_by_index() {
+        let a =
+            |delta: f32| Attribution { delta, teacher_forced_mistake: true, loss: 1.0, answer_token_nll: vec![delta] };
+        let all = [a(0.5), a(-0.2), a(-0.9), a(-0.2), a(-0.1), a(0.0)];
+        let got: Vec<(usize, f32)> = drivers(&all).iter().map(|d| (d.example, d.delta)).collect();
+        assert_eq!(got, [(2, -0.9), (1, -0.2), (3, -0.2)]);
+        assert_eq!(drivers(&all)[0].answer_token_nll, [-0.9]);
+        assert!(drivers(&[a(0.1), a(0.0)]).is_empty(), "only examples that pushed for the change");
+    }
 }
