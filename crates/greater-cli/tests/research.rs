@@ -110,6 +110,7 @@ fn a_run_writes_a_manifest_that_verify_checks_and_replay_reproduces() {
     assert_eq!(manifest["examples"]["train"].as_array().unwrap().len(), 50, "ids of the whole train split");
     assert_eq!(manifest["config"]["seed"], 0);
     assert!(manifest["finished_utc"].is_string() && manifest["git_commit"].is_string(), "{manifest}");
+    assert!(manifest["device"].as_str().unwrap().contains("threads"), "{manifest}");
     assert!(ok(&["verify", r]).contains("ok"));
     // explain: the chosen token is marked and every training example has its line.
     let why = ok(&["explain", r, "--step", "2"]);

@@ -77,6 +77,9 @@ pub struct Manifest {
     pub git_commit: String,
     /// burn backend.
     pub backend: String,
+    /// The machine: CPU model and worker threads (and the backend's device).
+    #[serde(default)]
+    pub device: String,
     /// The model: its file, or the files of its folder (weights, config, tokenizer); none for a
     /// model built in memory.
     pub model: Vec<FileHash>,
@@ -195,6 +198,7 @@ mod tests {
             greater_version: "0".into(),
             git_commit: "unknown".into(),
             backend: "flex".into(),
+            device: "test".into(),
             model: vec![h],
             data: vec![FileHash::of(&b).unwrap()],
             examples: SplitIds::default(),

@@ -51,6 +51,14 @@ fn model_files(model: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Worker threads of the CPU pool (`RAYON_NUM_THREADS`, else every core).
+fn rayon_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Write `manifest.json` for a new run; on resume, keep the first one and warn about any file
 /// that changed since.
 pub fn start(dir: &Path, cfg: &OptimizeConfig, task: &Task, model: &Path, resume: bool) -> Result<()> {
@@ -68,6 +76,12 @@ pub fn start(dir: &Path, cfg: &OptimizeConfig, task: &Task, model: &Path, resume
         greater_version: env!("CARGO_PKG_VERSION").into(),
         git_commit: GIT_COMMIT.into(),
         backend: greater_models::device::backend_name().into(),
+        device: format!(
+            "{}, {} threads, {:?}",
+            greater_bench::machine::cpu_name().unwrap_or_else(|| "unknown CPU".into()),
+            rayon_threads(),
+            greater_models::default_device()
+        ),
         model,
         data,
         examples: SplitIds::of(task),
