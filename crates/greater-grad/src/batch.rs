@@ -54,6 +54,23 @@ pub(crate) struct Batch {
     answer_entries: Vec<Vec<usize>>,
     /// Per example and variant: the entries of the variant's tokens (answer variants only).
     variant_entries: Option<Vec<Vec<Vec<usize>>>>,
+    /// With more rows than examples: each example's prefix (everything before its answer) is
+    /// run once and every row continues from it through the KV cache, so an extra spelling costs
+    /// its few answer tokens, not a whole sequence. Entries then index `[prefix rows · suffix rows]`.
+    shared: Option<SharedPrefix>,
+}
+
+/// The layout of [`Batch::shared`]: prefixes per example, answer suffixes per row.
+struct SharedPrefix {
+    /// `[e, s_p]` left-padded prefix ids, their validity, and the one-hot position mask.
+    ids: Vec<i64>,
+    valid: Vec<Vec<bool>>,
+    at: Vec<f32>,
+    s_p: usize,
+    /// `[b, s_s]` right-padded answer ids of every row, and their validity.
+    suffix: Vec<i64>,
+    suffix_valid: Vec<Vec<bool>>,
+    s_s: usize,
 }
 
 /// The forward's outputs on the device.
@@ -157,14 +174,29 @@ impl Batch {
             control_entries: Vec::new(),
             answer_entries: Vec::new(),
             variant_entries: variants.map(|_| Vec::new()),
+            shared: None,
         };
         let pad: Vec<usize> = rows.iter().map(|r| s - r.ids.len()).collect();
         for (r, row) in rows.iter().enumerate() {
             let ex = &examples[row.example];
             batch.at[r * s + pad[r] + ex.seq.range(Part::Control).start + ex.position] = 1.0;
         }
+        let shared = (b > examples.len()).then(|| SharedPrefix::new(examples, &rows));
+        let e = examples.len();
+        // The flat hidden index whose logits predict token `t` of row `r`.
+        let hidden_at = |r: usize, t: usize| match &shared {
+            None => r * s + pad[r] + t - 1,
+            Some(sh) => {
+                let (ex, start) = (rows[r].example, rows[r].answer_start);
+                if t - 1 < start {
+                    ex * sh.s_p + (sh.s_p - start) + t - 1
+                } else {
+                    e * sh.s_p + r * sh.s_s + (t - 1 - start)
+                }
+            }
+        };
         let mut entry = |r: usize, t: usize, target: u32| {
-            batch.rows.push((r * s + pad[r] + t - 1) as i64);
+            batch.rows.push(hidden_at(r, t) as i64);
             batch.targets.push(target as i64);
             batch.rows.len() - 1
         };
@@ -184,6 +216,7 @@ impl Batch {
                 batch.variant_entries.as_mut().expect("variants given").push(per);
             }
         }
+        batch.shared = shared;
         batch
     }
 
@@ -195,20 +228,31 @@ impl Batch {
         let device = model.device();
         let int1 = |v: Vec<i64>, len: usize| Tensor::<1, Int>::from_data(TensorData::new(v, [len]), device);
         let e_c = model.embedding_matrix().select(0, int1(candidates.iter().map(|&t| t as i64).collect(), n_c));
-        let per_row = onehot.select(0, int1(self.row_example.clone(), b));
-        let replaced = per_row.matmul(e_c).reshape([b, 1, h]);
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(self.padded.clone(), [b, s]), device);
-        let base = model.embed(ids);
-        // Blend rather than scatter: positions differ per row, and a product with a constant
-        // 0/1 mask is cheap and differentiable on every backend.
-        let at = Tensor::<3>::from_data(TensorData::new(self.at.clone(), [b, s, 1]), device);
-        let keep = at.clone().neg() + 1.0;
-        let embeds = base * keep + at * replaced;
-        let all_valid = self.valid.iter().all(|r| r.iter().all(|&v| v));
-        let valid = (!all_valid).then_some(&self.valid[..]);
-        let hidden = model.forward_hidden(embeds, valid, &mut KvCache::uncached(b));
+        let per_row = onehot.clone().select(0, int1(self.row_example.clone(), b));
+        let hidden = match &self.shared {
+            None => {
+                let replaced = per_row.matmul(e_c).reshape([b, 1, h]);
+                let hidden =
+                    blended_forward(model, &self.padded, &self.valid, &self.at, replaced, &mut KvCache::uncached(b));
+                hidden.reshape([b * s, h])
+            }
+            Some(sh) => {
+                let e = self.e;
+                let replaced = onehot.matmul(e_c).reshape([e, 1, h]);
+                let mut cache = KvCache::new(e, sh.s_p + sh.s_s);
+                let prefix = blended_forward(model, &sh.ids, &sh.valid, &sh.at, replaced, &mut cache);
+                // Every row continues from its example's prefix.
+                let of_row: Vec<usize> = self.row_example.iter().map(|&x| x as usize).collect();
+                cache.retain_rows(&of_row);
+                let ids = Tensor::<2, Int>::from_data(TensorData::new(sh.suffix.clone(), [b, sh.s_s]), device);
+                let all_valid = sh.suffix_valid.iter().all(|r| r.iter().all(|&v| v));
+                let valid = (!all_valid).then_some(&sh.suffix_valid[..]);
+                let suffix = model.forward_hidden(model.embed(ids), valid, &mut cache);
+                Tensor::cat(vec![prefix.reshape([e * sh.s_p, h]), suffix.reshape([b * sh.s_s, h])], 0)
+            }
+        };
         // Only the rows the loss reads go through the output head.
-        let picked = hidden.reshape([b * s, h]).select(0, int1(self.rows.clone(), n));
+        let picked = hidden.select(0, int1(self.rows.clone(), n));
         let logits = model.lm_head(picked.reshape([1, n, h])).reshape([n, model.config().vocab_size]);
         let targets = Tensor::<2, Int>::from_data(TensorData::new(self.targets.clone(), [n, 1]), device);
         let nll_plain = log_softmax(logits.clone(), 1).gather(1, targets.clone()).neg().reshape([n, 1]);
@@ -265,6 +309,51 @@ impl Batch {
         let w_ex = Tensor::<2>::from_data(TensorData::new(w_ex, [self.e, p]), device);
         let summed = w_ex.matmul((log_p - shift_p).exp());
         (summed.log() + shift).neg().reshape([self.e])
+    }
+}
+
+/// The forward of left-padded `ids` (`[rows, s]`) whose embedding at the 1s of `at` is
+/// `replaced[row]` (`[rows, 1, h]`): a blend rather than a scatter, since positions differ per
+/// row and a product with a constant 0/1 mask is cheap and differentiable on every backend.
+fn blended_forward(
+    model: &dyn CausalLm,
+    ids: &[i64],
+    valid: &[Vec<bool>],
+    at: &[f32],
+    replaced: Tensor<3>,
+    cache: &mut KvCache,
+) -> Tensor<3> {
+    let (rows, s) = (valid.len(), valid[0].len());
+    let device = model.device();
+    let base = model.embed(Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [rows, s]), device));
+    let at = Tensor::<3>::from_data(TensorData::new(at.to_vec(), [rows, s, 1]), device);
+    let keep = at.clone().neg() + 1.0;
+    let embeds = base * keep + at * replaced;
+    let all_valid = valid.iter().all(|r| r.iter().all(|&v| v));
+    model.forward_hidden(embeds, (!all_valid).then_some(valid), cache)
+}
+
+impl SharedPrefix {
+    /// Prefixes of `examples` (their rows' ids before the answer, equal for all rows of one
+    /// example) and every row's answer tokens.
+    fn new(examples: &[GradExample<'_>], rows: &[Row]) -> Self {
+        let prefixes: Vec<Vec<u32>> =
+            examples.iter().map(|ex| ex.seq.ids[..ex.seq.range(Part::Answer).start].to_vec()).collect();
+        let (ids, valid) = left_pad(&prefixes);
+        let s_p = valid[0].len();
+        let mut at = vec![0.0; examples.len() * s_p];
+        for (i, ex) in examples.iter().enumerate() {
+            let pad = s_p - prefixes[i].len();
+            at[i * s_p + pad + ex.seq.range(Part::Control).start + ex.position] = 1.0;
+        }
+        let s_s = rows.iter().map(|r| r.ids.len() - r.answer_start).max().unwrap_or(1).max(1);
+        let (mut suffix, mut suffix_valid) = (Vec::with_capacity(rows.len() * s_s), Vec::with_capacity(rows.len()));
+        for r in rows {
+            let answer = &r.ids[r.answer_start..];
+            suffix.extend(answer.iter().map(|&t| t as i64).chain(std::iter::repeat_n(0, s_s - answer.len())));
+            suffix_valid.push((0..s_s).map(|k| k < answer.len()).collect());
+        }
+        Self { ids, valid, at, s_p, suffix, suffix_valid, s_s }
     }
 }
 

@@ -3,7 +3,8 @@
 //! variant mistake flag accepts a variant the model prefers.
 
 use greater_grad::{
-    GradExample, GradOptions, TrainSequence, losses_at_with_variants, token_gradients, token_gradients_with_variants,
+    GradExample, GradOptions, Part, TrainSequence, losses_at_with_variants, token_gradients,
+    token_gradients_with_variants,
 };
 use greater_models::arch::AnyModel;
 use greater_models::config::{Family, ModelConfig};
@@ -134,4 +135,51 @@ fn per_token_answer_losses_average_to_the_answer_loss() {
     // The tokens' losses differ: each is its own position's, not the mean repeated.
     let t = &out.examples[0].answer_token_nll;
     assert!(t[0] != t[1] || t[1] != t[2], "{t:?}");
+}
+
+#[test]
+fn examples_of_unequal_length_with_extra_rows_equal_each_example_alone() {
+    // Extra spelling rows continue from each example's prefix through the KV cache; prefixes of
+    // unequal length are left-padded. Each example must come out as when it is alone.
+    let model = tiny();
+    let opts = GradOptions::default();
+    let long = TrainSequence::join([&[1, 2, 3, 9, 9, 9, 9], &[10, 11, 12, 13], &[7, 8], &[20, 21], &[30, 31], &[40]]);
+    let short = TrainSequence::join([&[1], &[10, 11, 12, 13], &[7], &[20, 21, 22, 23, 24], &[30], &[44, 45]]);
+    let variants = vec![vec![vec![40], vec![41, 42], vec![43, 47, 48]], vec![vec![44, 45], vec![46, 49], vec![46]]];
+    let ex = [GradExample { seq: &long, position: 2 }, GradExample { seq: &short, position: 1 }];
+    let cands = [11u32, 12, 5, 50];
+    let both = token_gradients_with_variants(&model, &ex, &variants, &cands, &opts).unwrap();
+    for i in 0..2 {
+        let alone = token_gradients_with_variants(&model, &ex[i..=i], &variants[i..=i], &cands, &opts).unwrap();
+        let (a, b) = (&both.examples[i], &alone.examples[0]);
+        assert!(
+            (a.loss_total - b.loss_total).abs() < 1e-4 * b.loss_total.abs().max(1.0),
+            "example {i}: {a:?} vs {b:?}"
+        );
+        for (x, y) in a.grad_total.iter().zip(&b.grad_total) {
+            assert!((x - y).abs() < 1e-3 * y.abs().max(1.0), "example {i}: {:?} vs {:?}", a.grad_total, b.grad_total);
+        }
+        assert_eq!((a.mistake, a.mistake_variants), (b.mistake, b.mistake_variants));
+    }
+    // And alone, the variant loss is the closed form over separately scored spellings.
+    let log_p: Vec<f64> = variants[1]
+        .iter()
+        .map(|v| {
+            let p = |part| short.part(part);
+            let s = TrainSequence::join([
+                p(Part::Prefix),
+                p(Part::Control),
+                p(Part::Suffix),
+                p(Part::Reasoning),
+                p(Part::Extractor),
+                v,
+            ]);
+            let l = token_gradients(&model, &[GradExample { seq: &s, position: 1 }], &cands, &opts).unwrap();
+            -(l.examples[0].loss_answer as f64) * v.len() as f64
+        })
+        .collect();
+    let m = log_p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let want = -(m + log_p.iter().map(|l| (l - m).exp()).sum::<f64>().ln());
+    let got = both.examples[1].loss_answer as f64;
+    assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "{got} vs {want}");
 }

@@ -107,10 +107,20 @@ impl Run<'_> {
         let tail = layouts.iter().map(|l| l.extractor.len() + l.answer.len()).max().unwrap_or(0);
         let mut w = crate::memory::Workload::of_run(self.cfg, prompt, control.len(), tail);
         if self.cfg.answer_target == AnswerTarget::Variants {
-            // Every answer spelling no other row serves is one more gradient row.
-            let rows =
-                layouts.iter().zip(&prepared.variants).map(|(l, v)| greater_grad::rows_per_example(&l.answer, v));
-            w.grad_batch_size *= rows.max().unwrap_or(1);
+            // Every answer spelling no other row serves is one more row, but it continues from
+            // its example's prefix through the cache: it adds its answer tokens (and their
+            // logits), not a whole sequence.
+            let extra = layouts
+                .iter()
+                .zip(&prepared.variants)
+                .map(|(l, v)| {
+                    let longest = v.iter().map(Vec::len).max().unwrap_or(0);
+                    (greater_grad::rows_per_example(&l.answer, v) - 1) * longest
+                })
+                .max()
+                .unwrap_or(0);
+            w.grad_tokens += extra;
+            w.read_positions += extra;
         }
         crate::memory::estimate(greater_models::arch::CausalLm::config(&self.loaded.model), &w)
     }
