@@ -2,9 +2,10 @@
 //! per phase from the model's shapes, the config and the laid-out examples, with this machine's
 //! throughput from a short probe of the real model.
 //!
-//! The count is the plain path's upper bound: every reasoning chain runs to the cap, every top-μ
-//! candidate is re-generated in full, and the final evaluation scores every top prompt on the
-//! whole dev split. Drafting, pruning and early stops only make a real run cheaper.
+//! The count is the plain path's: every top-μ candidate is re-generated in full and the final
+//! evaluation scores every top prompt on the whole dev split. Chains are as long as the cap (the
+//! upper bound) or, given a measured mean (the initial prompt's reasoning, which the dry run
+//! generates), that long. Drafting and pruning only make a real run cheaper.
 
 use std::time::Instant;
 
@@ -12,6 +13,8 @@ use greater_grad::{GradExample, GradOptions, TrainSequence, token_gradients};
 use greater_models::arch::CausalLm;
 use greater_models::cache::KvCache;
 use greater_models::generate::{GenerateOptions, decode, try_prefill};
+
+use crate::rollout::generate_all;
 use greater_models::rng::SplitMix64;
 
 use crate::OptError;
@@ -115,11 +118,14 @@ pub fn probe(model: &dyn CausalLm, rows: usize, prompt: usize, grad_tokens: usiz
 }
 
 impl Run<'_> {
-    /// The run's expected work per phase and its seconds at `tp` (see the module's notes).
-    pub fn cost_estimate(&self, prepared: &Prepared, tp: &Throughput) -> CostEstimate {
+    /// The run's expected work per phase and its seconds at `tp` (see the module's notes), with
+    /// chains of `reasoning` tokens on average (`None`: the cap).
+    pub fn cost_estimate(&self, prepared: &Prepared, tp: &Throughput, reasoning: Option<f64>) -> CostEstimate {
         let cfg = self.cfg;
         let model = self.loaded.model.config();
-        let (n, steps, r) = (prepared.layouts.len() as u64, cfg.steps as u64, cfg.max_reasoning_tokens as u64);
+        let cap = cfg.max_reasoning_tokens as u64;
+        let r = reasoning.map_or(cap, |m| (m.round() as u64).min(cap));
+        let (n, steps) = (prepared.layouts.len() as u64, cfg.steps as u64);
         let control = &prepared.initial;
         let prompt: u64 = prepared.layouts.iter().map(|l| l.generation_prompt(control).len() as u64).sum();
         let tail: u64 = prepared.layouts.iter().map(|l| (l.extractor.len() + l.answer.len()) as u64).sum();
@@ -164,6 +170,26 @@ impl Run<'_> {
             longest_sequence: longest,
             context: model.max_position_embeddings,
         }
+    }
+}
+
+impl Run<'_> {
+    /// The initial prompt's reasoning for every training example (what the run's first step
+    /// generates): its mean length in tokens and the seconds it took.
+    pub fn initial_reasoning_length(&self, prepared: &Prepared) -> Result<(f64, f64), OptError> {
+        let t = Instant::now();
+        let prompts: Vec<Vec<u32>> = prepared.layouts.iter().map(|l| l.generation_prompt(&prepared.initial)).collect();
+        let stop = self.loaded.tokenizer.stop_ids();
+        let chains = generate_all(
+            &self.loaded.model,
+            &prompts,
+            self.cfg.max_reasoning_tokens,
+            stop,
+            self.cfg.batch_size,
+            self.observer,
+        )?;
+        let mean = chains.iter().map(Vec::len).sum::<usize>() as f64 / chains.len().max(1) as f64;
+        Ok((mean, t.elapsed().as_secs_f64()))
     }
 }
 

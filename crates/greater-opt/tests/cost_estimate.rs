@@ -29,7 +29,7 @@ fn the_estimate_is_within_twice_the_real_run() {
     let prompt = prep.layouts.iter().map(|l| l.generation_prompt(&prep.initial).len()).max().unwrap();
     let tail = prep.layouts.iter().map(|l| l.extractor.len() + l.answer.len()).max().unwrap();
     let tp = probe(&loaded.model, 4, prompt, prompt + 48 + tail, 2.0);
-    let est = run.cost_estimate(&prep, &tp);
+    let est = run.cost_estimate(&prep, &tp, None);
     // Token counts: 4 chains of 48 tokens for the first reasoning, μ − 1 = 2 candidates per step.
     let by = |name: &str| est.phases.iter().find(|p| p.name == name).unwrap().clone();
     assert_eq!(by("reasoning").decode_tokens, 4 * 48);
@@ -54,6 +54,10 @@ fn the_estimate_is_within_twice_the_real_run() {
         est.phases.iter().map(|p| format!("{} {:.3}", p.name, p.seconds)).collect::<Vec<_>>()
     );
     assert!((0.5..=2.0).contains(&ratio), "estimate {:.3} s against {real:.3} s (×{ratio:.2}); {tp:?}", est.seconds);
+    // A measured mean shorter than the cap shortens the chains of every phase.
+    let short = run.cost_estimate(&prep, &tp, Some(12.0));
+    assert_eq!(short.phases.iter().find(|p| p.name == "reasoning").unwrap().decode_tokens, 4 * 12);
+    assert!(short.seconds < est.seconds);
     // A budget below the estimate refuses the run; one above lets it start.
     assert!(check(&est, Some(est.seconds / 3600.0 / 2.0)).unwrap_err().to_string().contains("max_hours"));
     assert!(check(&est, Some(est.seconds / 3600.0 * 2.0)).is_ok());

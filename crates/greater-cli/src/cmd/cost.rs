@@ -24,9 +24,13 @@ pub fn dry_run(cfg: &OptimizeConfig, dir: &Path, max_hours: Option<f64>) -> Resu
     let grad_tokens = prompt + cfg.max_reasoning_tokens + tail;
     eprintln!("probing this machine on {} (about 10 s)", cfg.model);
     let tp = cost::probe(&loaded.model, cfg.batch_size.min(prepared.layouts.len()), prompt, grad_tokens, 10.0);
-    let est = run.cost_estimate(&prepared, &tp);
+    let bound = run.cost_estimate(&prepared, &tp, None);
+    eprintln!("generating the initial prompt's reasoning for the {} training examples", prepared.layouts.len());
+    let (mean, secs) = run.initial_reasoning_length(&prepared)?;
+    let est = run.cost_estimate(&prepared, &tp, Some(mean));
     let mem = run.memory_estimate(&prepared);
-    print(&est, &tp, cfg);
+    print(&est, &tp, cfg, mean, secs);
+    println!("upper bound (every chain at the cap): {}", duration(bound.seconds));
     println!(
         "peak memory: {} (weights {}, generation {}, gradient {})",
         human(mem.peak),
@@ -35,17 +39,19 @@ pub fn dry_run(cfg: &OptimizeConfig, dir: &Path, max_hours: Option<f64>) -> Resu
         human(mem.gradient)
     );
     greater_opt::memory::check_budget(&mem, cfg.max_memory)?;
+    cost::check(&bound, None)?;
     cost::check(&est, max_hours)?;
     Ok(())
 }
 
-fn print(est: &CostEstimate, tp: &cost::Throughput, cfg: &OptimizeConfig) {
+fn print(est: &CostEstimate, tp: &cost::Throughput, cfg: &OptimizeConfig, mean: f64, secs: f64) {
     println!(
         "throughput here: prefill {:.0} tok/s, decode {:.1} tok/s, gradient {:.0} tok/s (probe {:.1} s)",
         tp.prefill, tp.decode, tp.gradient, tp.probe_s
     );
     println!(
-        "expected for {} step(s), plain-path upper bound (every chain at {} tokens):",
+        "expected for {} step(s) on the plain path, chains of {mean:.0} tokens (the initial prompt's mean, \
+         generated in {secs:.1} s; cap {}):",
         cfg.steps, cfg.max_reasoning_tokens
     );
     println!(
