@@ -2,12 +2,27 @@
 //! own field names and placement, run manifests with verify and replay, exports, attribution via
 //! `explain`, and `bench parity` across backends' files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 mod common;
 use common::{fails, greater, ok, read_json, text};
+
+/// A tiny random model with weights from `seed`, exported to `path`.
+fn export_tiny(path: PathBuf, seed: &str) -> PathBuf {
+    ok(&["export-random", "tiny", path.to_str().unwrap(), "--seed", seed]);
+    path
+}
+
+/// A run of `steps` steps of `model` on a generated task into `run`, with `extra` flags.
+fn tiny_run(model: &Path, run: &Path, steps: &str, extra: &[&str]) {
+    let (m, r) = (model.to_str().unwrap(), run.to_str().unwrap());
+    let mut args = vec!["optimize", "--model", m, "--task", "gen/boolean_expressions", "--train", "2", "--steps", steps];
+    args.extend(["--max-reasoning-tokens", "3", "--no-final-eval", "--out", r]);
+    args.extend(extra);
+    ok(&args);
+}
 
 fn ok_strings(args: &[String]) -> String {
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
@@ -84,26 +99,9 @@ fn a_custom_task_with_other_field_names_placement_and_system_runs_and_records_th
 #[test]
 fn a_run_writes_a_manifest_that_verify_checks_and_replay_reproduces() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
-    ok(&["export-random", "tiny", model.to_str().unwrap(), "--seed", "3"]);
-    let run_dir = dir.path().join("run");
-    let (m, r) = (model.to_str().unwrap(), run_dir.to_str().unwrap());
-    ok(&[
-        "optimize",
-        "--model",
-        m,
-        "--task",
-        "gen/boolean_expressions",
-        "--train",
-        "2",
-        "--steps",
-        "2",
-        "--max-reasoning-tokens",
-        "3",
-        "--no-final-eval",
-        "--out",
-        r,
-    ]);
+    let (model, run_dir) = (export_tiny(dir.path().join("tiny"), "3"), dir.path().join("run"));
+    tiny_run(&model, &run_dir, "2", &[]);
+    let r = run_dir.to_str().unwrap();
     let manifest = read_json(&run_dir.join("manifest.json"));
     let files: Vec<&str> = manifest["model"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert!(files.iter().any(|f| f.ends_with("model.safetensors")), "{files:?}");
@@ -144,28 +142,9 @@ fn a_run_writes_a_manifest_that_verify_checks_and_replay_reproduces() {
 #[test]
 fn export_writes_lm_eval_promptfoo_and_json_that_parse_with_the_prompt_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
-    ok(&["export-random", "tiny", model.to_str().unwrap(), "--seed", "3"]);
-    let run_dir = dir.path().join("run");
-    let (m, r) = (model.to_str().unwrap(), run_dir.to_str().unwrap());
-    ok(&[
-        "optimize",
-        "--model",
-        m,
-        "--task",
-        "gen/boolean_expressions",
-        "--train",
-        "2",
-        "--steps",
-        "1",
-        "--max-reasoning-tokens",
-        "3",
-        "--no-final-eval",
-        "--placement",
-        "before",
-        "--out",
-        r,
-    ]);
+    let (model, run_dir) = (export_tiny(dir.path().join("tiny"), "3"), dir.path().join("run"));
+    tiny_run(&model, &run_dir, "1", &["--placement", "before"]);
+    let r = run_dir.to_str().unwrap();
     let prompt = read_json(&run_dir.join("report.json"))["final_prompt"].as_str().unwrap().to_string();
     let out = dir.path().join("export");
     let o = out.to_str().unwrap();
@@ -202,30 +181,10 @@ fn export_writes_lm_eval_promptfoo_and_json_that_parse_with_the_prompt_in_place(
 #[test]
 fn transfer_evaluates_every_run_on_every_model_with_paired_differences() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    ok(&["export-random", "tiny", a.to_str().unwrap(), "--seed", "3"]);
-    ok(&["export-random", "tiny", b.to_str().unwrap(), "--seed", "4"]);
-    let mut runs = Vec::new();
-    for (model, name) in [(&a, "run-a"), (&b, "run-b")] {
-        let out = dir.path().join(name);
-        ok(&[
-            "optimize",
-            "--model",
-            model.to_str().unwrap(),
-            "--task",
-            "gen/boolean_expressions",
-            "--train",
-            "2",
-            "--steps",
-            "1",
-            "--max-reasoning-tokens",
-            "3",
-            "--no-final-eval",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        runs.push(out);
-    }
+    let (a, b) = (export_tiny(dir.path().join("a"), "3"), export_tiny(dir.path().join("b"), "4"));
+    let runs = [dir.path().join("run-a"), dir.path().join("run-b")];
+    tiny_run(&a, &runs[0], "1", &[]);
+    tiny_run(&b, &runs[1], "1", &[]);
     let models = format!("{},{}", a.display(), b.display());
     let out = dir.path().join("transfer");
     let printed = ok(&[

@@ -53,24 +53,12 @@ pub struct EvalArgs {
     /// Fixed text before the prompt [default: "Use ", or the run's with --prompt-from].
     #[arg(long, allow_hyphen_values = true)]
     frozen_prefix: Option<String>,
-    /// A custom task's spec file [default: the data file's `.toml` beside it, or the run's with
-    /// --prompt-from on the same task].
-    #[arg(long, value_name = "FILE")]
-    spec: Option<PathBuf>,
-    /// A custom task's question field or column [default: input].
-    #[arg(long, value_name = "NAME")]
-    input_field: Option<String>,
-    /// A custom task's gold-answer field or column [default: target].
-    #[arg(long, value_name = "NAME")]
-    target_field: Option<String>,
-    /// Where the prompt goes: after, before or system (see `greater optimize --help`) [default:
-    /// after, or the run's with --prompt-from].
-    #[arg(long, value_name = "WHERE", value_parser = ["after", "before", "system"])]
-    placement: Option<String>,
-    /// The system turn: TEXT, or `none` for no system text [default: the template's, or the
-    /// run's with --prompt-from].
-    #[arg(long, value_name = "TEXT|none", allow_hyphen_values = true)]
-    system: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    task_file: super::TaskFileArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    placing: super::PlacementArgs,
     /// The reference path: reasoning batch by batch, then a second pass over prompt, reasoning
     /// and extractor for the answers, no drafts. It writes the same records as the default one
     /// pass (reasoning, answer and label scores from one KV cache), only slower.
@@ -99,13 +87,9 @@ impl From<SplitArg> for Split {
 /// Run `greater eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
     let from = args.prompt_from.as_deref().map(read_report).transpose()?;
-    let custom = match (&from, args.spec.is_none() && args.input_field.is_none() && args.target_field.is_none()) {
-        (Some(report), true) if report.config.task == args.task => report.config.custom_options(),
-        _ => greater_tasks::CustomOptions {
-            spec: args.spec.clone(),
-            input_field: args.input_field.clone(),
-            target_field: args.target_field.clone(),
-        },
+    let custom = match (&from, args.task_file.options()) {
+        (Some(report), o) if o.is_empty() && report.config.task == args.task => report.config.custom_options(),
+        (_, o) => o,
     };
     let task = load_task_with(&args.task, &custom)?;
     let split = Split::from(args.split);
@@ -126,14 +110,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .clone()
             .or_else(|| from.as_ref().map(|r| r.config.frozen_prefix.clone()))
             .unwrap_or_else(|| greater_tasks::DEFAULT_FROZEN_PREFIX.into()),
-        place: match &args.placement {
-            Some(p) => Some(p.parse().expect("clap checked the value")),
-            None => from.as_ref().and_then(|r| r.config.prompt_placement),
-        },
-        system: match &args.system {
-            Some(text) => Some(if text == "none" { String::new() } else { text.clone() }),
-            None => from.as_ref().and_then(|r| r.config.system_prompt.clone()),
-        },
+        place: args.placing.place().or_else(|| from.as_ref().and_then(|r| r.config.prompt_placement)),
+        system: args.placing.system().or_else(|| from.as_ref().and_then(|r| r.config.system_prompt.clone())),
     };
     let prompt = match (&args.prompt, &from) {
         (Some(text), _) => PromptInput::Text(text.clone()),

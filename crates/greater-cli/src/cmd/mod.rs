@@ -101,6 +101,61 @@ pub fn load_model(name_or_path: &str) -> Result<LoadedModel> {
     Ok(loaded)
 }
 
+/// How a custom task file is read (`optimize` and `eval`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TaskFileArgs {
+    /// A custom task's spec file (TOML: answer kind, labels, extractor, pattern, field names,
+    /// split sizes, placement) [default: the data file's `.toml` beside it, when there is one;
+    /// for `eval --prompt-from`, the run's].
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// A custom task's question field (JSONL) or column (CSV) [default: input].
+    #[arg(long, value_name = "NAME")]
+    pub input_field: Option<String>,
+    /// A custom task's gold-answer field or column [default: target].
+    #[arg(long, value_name = "NAME")]
+    pub target_field: Option<String>,
+}
+
+impl TaskFileArgs {
+    /// The options these flags give.
+    pub fn options(&self) -> greater_tasks::CustomOptions {
+        greater_tasks::CustomOptions {
+            spec: self.spec.clone(),
+            input_field: self.input_field.clone(),
+            target_field: self.target_field.clone(),
+        }
+    }
+}
+
+/// Where the prompt goes (`optimize` and `eval`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PlacementArgs {
+    /// Where the prompt goes: `after` the question (the paper's: `{question}. Use {prompt}`),
+    /// `before` it (`Use {prompt}. {question}`), or `system` (the system turn is `Use {prompt}`,
+    /// the user turn the question) [default: after, or the task spec's; for `eval --prompt-from`,
+    /// the run's].
+    #[arg(long, value_name = "WHERE", value_parser = ["after", "before", "system"])]
+    pub placement: Option<String>,
+    /// The system turn: TEXT replaces the chat template's default, `none` asks for no system text
+    /// (SmolLM2's and Qwen2.5's templates inject a default system turn otherwise). Not with
+    /// `--placement system`.
+    #[arg(long, value_name = "TEXT|none", allow_hyphen_values = true)]
+    pub system: Option<String>,
+}
+
+impl PlacementArgs {
+    /// The placement asked for.
+    pub fn place(&self) -> Option<greater_opt::layout::PromptPlace> {
+        self.placement.as_deref().map(|p| p.parse().expect("clap checked the value"))
+    }
+
+    /// The system text asked for (`none` is the empty text).
+    pub fn system(&self) -> Option<String> {
+        self.system.as_ref().map(|t| if t == "none" { String::new() } else { t.clone() })
+    }
+}
+
 /// Load a task: unknown names list the closest ones; built-in data comes from [`data_root`].
 pub fn load_task(name: &str) -> Result<Task> {
     load_task_with(name, &greater_tasks::CustomOptions::default())

@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use greater_opt::finish::finish;
+use greater_opt::manifest::utc_stamp;
 use greater_opt::memory::human;
 use greater_opt::optimize::{OptimizeConfig, Run, load_config};
 use greater_opt::resume::{self, Previous};
@@ -70,26 +71,12 @@ pub struct OptimizeArgs {
     /// [default: teacher_forced].
     #[arg(long, value_name = "M", value_parser = ["teacher_forced", "graded"])]
     selection_mistake: Option<String>,
-    /// A custom task's spec file (TOML: answer kind, labels, extractor, pattern, field names,
-    /// split sizes, placement) [default: the data file's `.toml` beside it, when there is one].
-    #[arg(long, value_name = "FILE")]
-    spec: Option<PathBuf>,
-    /// A custom task's question field (JSONL) or column (CSV) [default: input].
-    #[arg(long, value_name = "NAME")]
-    input_field: Option<String>,
-    /// A custom task's gold-answer field or column [default: target].
-    #[arg(long, value_name = "NAME")]
-    target_field: Option<String>,
-    /// Where the prompt goes: `after` the question (the paper's: `{question}. Use {prompt}`),
-    /// `before` it (`Use {prompt}. {question}`), or `system` (the system turn is `Use {prompt}`,
-    /// the user turn the question) [default: after].
-    #[arg(long, value_name = "WHERE", value_parser = ["after", "before", "system"])]
-    placement: Option<String>,
-    /// The system turn: TEXT replaces the chat template's default, `none` asks for no system text
-    /// (SmolLM2's and Qwen2.5's templates inject a default system turn otherwise). Not with
-    /// `--placement system`.
-    #[arg(long, value_name = "TEXT|none", allow_hyphen_values = true)]
-    system: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    task_file: super::TaskFileArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    placing: super::PlacementArgs,
     /// What the token gradient flows through: `reasoning` (the method) or `none` (the answer right
     /// after the prompt, without the reasoning: the paper's Fig. 3 ablation; selection still
     /// regenerates and grades reasoning) [default: reasoning].
@@ -232,21 +219,12 @@ fn override_with_flags(cfg: &mut OptimizeConfig, args: &OptimizeArgs) {
         cfg.selection_mistake =
             if m == "graded" { greater_opt::optimize::SelectionMistake::Graded } else { Default::default() };
     }
-    if let Some(f) = &args.spec {
-        cfg.task_spec = Some(f.clone());
-    }
-    if let Some(f) = &args.input_field {
-        cfg.input_field = Some(f.clone());
-    }
-    if let Some(f) = &args.target_field {
-        cfg.target_field = Some(f.clone());
-    }
-    if let Some(p) = &args.placement {
-        cfg.prompt_placement = Some(p.parse().expect("clap checked the value"));
-    }
-    if let Some(text) = &args.system {
-        cfg.system_prompt = Some(if text == "none" { String::new() } else { text.clone() });
-    }
+    let t = &args.task_file;
+    cfg.task_spec = t.spec.clone().or(cfg.task_spec.take());
+    cfg.input_field = t.input_field.clone().or(cfg.input_field.take());
+    cfg.target_field = t.target_field.clone().or(cfg.target_field.take());
+    cfg.prompt_placement = args.placing.place().or(cfg.prompt_placement);
+    cfg.system_prompt = args.placing.system().or(cfg.system_prompt.take());
     if let Some(g) = &args.gradient_through {
         cfg.gradient_through =
             if g == "none" { greater_opt::optimize::GradientThrough::None } else { Default::default() };
@@ -299,22 +277,6 @@ fn default_out(task: &str, now: SystemTime) -> PathBuf {
         .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '-' })
         .collect();
     PathBuf::from("runs").join(format!("{}-{}", name.trim_matches('-'), utc_stamp(secs)))
-}
-
-/// `YYYYMMDD-HHMMSS` of a Unix time, in UTC (civil-from-days, proleptic Gregorian calendar).
-fn utc_stamp(unix: u64) -> String {
-    let (days, rem) = ((unix / 86_400) as i64, unix % 86_400);
-    // Howard Hinnant's algorithm: shift the epoch to 0000-03-01 so leap days fall at year end.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]

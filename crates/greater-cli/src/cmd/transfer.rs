@@ -92,26 +92,21 @@ pub fn run(args: TransferArgs) -> Result<()> {
                 ..EvalOptions::default()
             };
             let same = *model == report.model;
+            // The prompt as ids on the model it was optimised on, as text elsewhere.
+            let prompt = |ids: &[u32], text: &str| {
+                if same { PromptInput::Ids(ids.to_vec()) } else { PromptInput::Text(text.to_string()) }
+            };
+            let eval = |which: &str, prompt: PromptInput| {
+                eprintln!("{model}: {which} prompt of {} on {} ({} examples)", dir.display(), c.task, examples.len());
+                evaluate(&loaded, &task.spec, examples, &prompt, &opts, &NoObserver)
+                    .with_context(|| format!("evaluating the {which} prompt of {} on {model}", dir.display()))
+            };
             let key = format!("{}|{:?}|{}", c.task, opts.placement, report.initial_prompt);
             if !initial.contains_key(&key) {
-                eprintln!("{model}: initial prompt on {} ({} examples)", c.task, examples.len());
-                let prompt = if same {
-                    PromptInput::Ids(report.initial_prompt_ids.clone())
-                } else {
-                    PromptInput::Text(report.initial_prompt.clone())
-                };
-                let r = evaluate(&loaded, &task.spec, examples, &prompt, &opts, &NoObserver)
-                    .with_context(|| format!("evaluating the initial prompt of {} on {model}", dir.display()))?;
+                let r = eval("initial", prompt(&report.initial_prompt_ids, &report.initial_prompt))?;
                 initial.insert(key.clone(), r);
             }
-            eprintln!("{model}: final prompt of {}", dir.display());
-            let prompt = if same {
-                PromptInput::Ids(report.final_prompt_ids.clone())
-            } else {
-                PromptInput::Text(report.final_prompt.clone())
-            };
-            let fin = evaluate(&loaded, &task.spec, examples, &prompt, &opts, &NoObserver)
-                .with_context(|| format!("evaluating the final prompt of {} on {model}", dir.display()))?;
+            let fin = eval("final", prompt(&report.final_prompt_ids, &report.final_prompt))?;
             let init = &initial[&key];
             cells.push(Cell {
                 run: dir.clone(),
