@@ -18,7 +18,8 @@ fn export_tiny(path: PathBuf, seed: &str) -> PathBuf {
 /// A run of `steps` steps of `model` on a generated task into `run`, with `extra` flags.
 fn tiny_run(model: &Path, run: &Path, steps: &str, extra: &[&str]) {
     let (m, r) = (model.to_str().unwrap(), run.to_str().unwrap());
-    let mut args = vec!["optimize", "--model", m, "--task", "gen/boolean_expressions", "--train", "2", "--steps", steps];
+    let mut args =
+        vec!["optimize", "--model", m, "--task", "gen/boolean_expressions", "--train", "2", "--steps", steps];
     args.extend(["--max-reasoning-tokens", "3", "--no-final-eval", "--out", r]);
     args.extend(extra);
     ok(&args);
