@@ -62,6 +62,10 @@ fn rayon_threads() -> usize {
 /// Write `manifest.json` for a new run; on resume, keep the first one and warn about any file
 /// that changed since.
 pub fn start(dir: &Path, cfg: &OptimizeConfig, task: &Task, model: &Path, resume: bool) -> Result<()> {
+    let big: u64 = model_files(model)?.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    if big > 1 << 30 {
+        eprintln!("hashing {:.1} GB of model files for {}", big as f64 / 1e9, dir.join(manifest::FILE).display());
+    }
     if resume && dir.join(manifest::FILE).exists() {
         let old = manifest::read(dir)?;
         for m in manifest::verify(&old) {
