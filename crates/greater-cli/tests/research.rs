@@ -220,7 +220,8 @@ fn transfer_evaluates_every_run_on_every_model_with_paired_differences() {
 #[test]
 fn a_sweep_runs_its_jobs_with_two_workers_skips_finished_ones_and_emits_scripts() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
+    // A dot in the model's name, as in `qwen2.5`: job names and logs must not be cut at it.
+    let model = dir.path().join("tiny-0.5b");
     ok(&["export-random", "tiny", model.to_str().unwrap(), "--seed", "3"]);
     let base = dir.path().join("base.toml");
     std::fs::write(&base, "train = 2\nsteps = 1\nmax_reasoning_tokens = 3\nfinal_eval = false\n").unwrap();
@@ -257,5 +258,10 @@ fn a_sweep_runs_its_jobs_with_two_workers_skips_finished_ones_and_emits_scripts(
     assert!(script.contains("@ray.remote") && script.contains("commands.txt"), "{script}");
     let commands = std::fs::read_to_string(out.join("commands.txt")).unwrap();
     assert_eq!(commands.lines().count(), 4);
+    // One log per job, named after it.
+    for j in jobs {
+        let log = format!("{}.log", j["dir"].as_str().unwrap());
+        assert!(Path::new(&log).is_file(), "{log}");
+    }
     assert!(commands.lines().all(|l| l.contains("'optimize'")), "{commands}");
 }

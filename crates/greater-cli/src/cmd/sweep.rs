@@ -58,6 +58,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// `runs/<name>.log` (not `with_extension`: names hold dots, e.g. `qwen2.5`).
+    fn log(&self) -> PathBuf {
+        self.dir.with_file_name(format!("{}.log", self.name))
+    }
+
     fn finished(&self) -> bool {
         self.dir.join("report.json").exists()
     }
@@ -105,7 +110,7 @@ pub fn plan(args: &SweepArgs) -> Result<Vec<Job>> {
     std::fs::write(&manifest, serde_json::to_string_pretty(&jobs)? + "\n")
         .with_context(|| format!("writing {}", manifest.display()))?;
     let exe = std::env::current_exe().context("finding the greater binary")?;
-    let lines: Vec<String> = jobs.iter().map(|j| shell_line(&exe, &j.args(), &j.dir.with_extension("log"))).collect();
+    let lines: Vec<String> = jobs.iter().map(|j| shell_line(&exe, &j.args(), &j.log())).collect();
     let commands = args.out.join("commands.txt");
     std::fs::write(&commands, lines.join("\n") + "\n").with_context(|| format!("writing {}", commands.display()))?;
     Ok(jobs)
@@ -143,7 +148,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         while running.len() < args.workers.max(1) {
             let Some(job) = queue.next() else { break };
             std::fs::create_dir_all(job.dir.parent().expect("runs/<name>")).context("creating the runs folder")?;
-            let log = std::fs::File::create(job.dir.with_extension("log")).context("creating the job log")?;
+            let log = std::fs::File::create(job.log()).context("creating the job log")?;
             let child = Command::new(&exe)
                 .args(job.args())
                 .stdin(Stdio::null())
@@ -163,7 +168,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         if status.success() {
             println!("finished {}", job.name);
         } else {
-            println!("FAILED {} ({status}); see {}", job.name, job.dir.with_extension("log").display());
+            println!("FAILED {} ({status}); see {}", job.name, job.log().display());
             failed.push(job.name.clone());
         }
     }
