@@ -24,6 +24,13 @@ Examples:
   # Evaluate the optimised prompt on the test split:
   greater eval --model smollm2-135m-instruct --task gen/boolean_expressions --prompt-from runs/bool
 
+  # What a run will cost here, before running it (SmolLM2 is for smoke runs; Qwen2.5 reasons):
+  greater optimize --model qwen2.5-coder-0.5b-instruct --task bbh/navigate --dry-run
+
+  # Why step 3 changed the prompt; the prompt for lm-evaluation-harness:
+  greater explain runs/bool --step 3
+  greater export runs/bool --to lm-eval
+
 Built-in tasks other than gen/* read their data from $GREATER_DATA (see `cargo xtask fetch-data`).
 Models are cached under $GREATER_CACHE (default: ~/.cache/greater).";
 
