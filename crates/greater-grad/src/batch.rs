@@ -228,9 +228,9 @@ impl Batch {
         let device = model.device();
         let int1 = |v: Vec<i64>, len: usize| Tensor::<1, Int>::from_data(TensorData::new(v, [len]), device);
         let e_c = model.embedding_matrix().select(0, int1(candidates.iter().map(|&t| t as i64).collect(), n_c));
-        let per_row = onehot.clone().select(0, int1(self.row_example.clone(), b));
         let hidden = match &self.shared {
             None => {
+                let per_row = onehot.select(0, int1(self.row_example.clone(), b));
                 let replaced = per_row.matmul(e_c).reshape([b, 1, h]);
                 let hidden =
                     blended_forward(model, &self.padded, &self.valid, &self.at, replaced, &mut KvCache::uncached(b));

@@ -13,12 +13,11 @@ use greater_grad::{GradExample, GradOptions, TrainSequence, token_gradients};
 use greater_models::arch::CausalLm;
 use greater_models::cache::KvCache;
 use greater_models::generate::{GenerateOptions, decode, try_prefill};
-
-use crate::rollout::generate_all;
 use greater_models::rng::SplitMix64;
 
 use crate::OptError;
 use crate::optimize::{Prepared, Run};
+use crate::rollout::generate_all;
 
 /// Tokens per second of this machine on the model, by kind of work.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
