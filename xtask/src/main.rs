@@ -6,9 +6,8 @@
 //!   once, fetch the default model, run all tests, tidy.
 //! - `tidy`: file-length and crate-layering checks (also run as a test).
 //! - `fetch-data [--from DIR]`: put the BBH/GSM8K/FOLIO data where `GREATER_DATA` points.
-//! - `bench models|grad|bbh|compare [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
+//! - `bench models|grad|bbh|compare|step|peers [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
 //! - `fuzz [--target T] [--inputs N] [ARGS]`: the stable-Rust fuzz driver (`greater-fuzz`) over every parser.
-//! - `bench models|grad|bbh|compare|step [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
 //! - `gpu-bundle [--cuda]`: stripped GPU builds of `greater` in `target/gpu-bundle/` (≤ 64 MiB each).
 
 mod tidy;
@@ -57,7 +56,9 @@ usage: cargo xtask <command>
   bench models           prefill/decode throughput, GEMM GFLOP/s and copy bandwidth
   bench grad             forward+backward time of the token gradient
   bench bbh [FLAGS]      optimize + eval per task, one table (see `greater bench bbh --help`)
-  bench compare          every model's bbh report in target/bench, side by side";
+  bench compare          every model's bbh report in target/bench, side by side
+  bench peers [FLAGS]    bench models next to HF transformers and llama.cpp, with ratios
+                         (see `greater bench peers --help`; GREATER_PEER_PYTHON, GREATER_LLAMA_BIN)";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()

@@ -10,6 +10,7 @@
 //!   (f32 GEMM GFLOP/s, memory bandwidth) and a per-part timing of one decode step;
 //! - `grad`: forward+backward time of the token gradient against forward-only time, and peak RSS;
 //! - `bbh`: optimise + evaluate per task (`bbh-<model>.json`); `compare` tables several models;
+//! - `peers`: the `models` workloads through HF transformers and llama.cpp too, with ratios;
 //! - `step --random NAME`: one GReaTer step of a random model in a real shape, by phase;
 //! - `fidelity`: ZS-CoT against greater's and the paper's prompts on whole splits (resumable);
 //! - `signal`: the official training signal against the graded one, paired on dev (resumable);
@@ -26,6 +27,7 @@ pub mod grad;
 pub mod machine;
 pub mod models;
 pub mod parity;
+pub mod peers;
 pub mod report;
 pub mod signal;
 pub mod step;
@@ -70,6 +72,8 @@ pub enum BenchCommand {
     Fidelity(fidelity::FidelityArgs),
     /// The paper's training signal against one that agrees with grading, paired on dev.
     Signal(signal::SignalArgs),
+    /// The `models` workloads through greater, HF transformers and llama.cpp, with greater's ratios.
+    Peers(peers::PeersArgs),
     /// One full GReaTer step of a random model in a real shape, timed by phase.
     Step(step::StepArgs),
     /// Logits, token gradient and greedy tokens of a model, to compare backends or peers.
@@ -111,6 +115,10 @@ pub fn run(args: BenchArgs, host: &dyn Host) -> Result<()> {
         BenchCommand::Signal(a) => {
             setup(&a.common)?;
             signal::run(&a, host)
+        }
+        BenchCommand::Peers(a) => {
+            setup(&a.common)?;
+            peers::run(&a)
         }
         BenchCommand::Step(a) => {
             setup(&a.common)?;

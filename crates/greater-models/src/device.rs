@@ -54,3 +54,15 @@ pub fn backend_name() -> &'static str {
         "ndarray"
     }
 }
+
+/// Whether `device` is the `flex` CPU device (tensors there can take the CPU kernels of
+/// `layers`); always false in builds without `flex`.
+pub fn is_flex(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    return *device == Device::flex();
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}

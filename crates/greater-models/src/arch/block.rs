@@ -127,7 +127,7 @@ impl<'a> Builder<'a> {
         let lm_head = if self.c.tie_word_embeddings {
             None
         } else {
-            Some(Linear::from_host(self.w.tensor("lm_head.weight")?, None, self.device).weight_in_out())
+            Some(Linear::from_host(self.w.tensor("lm_head.weight")?, None, self.device).weight_out_in())
         };
         let embed_tokens = upload(self.w.tensor("model.embed_tokens.weight")?, self.device);
         Ok(Embeddings { embed_tokens, lm_head, vocab: self.c.vocab_size })
@@ -145,7 +145,7 @@ impl<'a> Builder<'a> {
 pub struct Embeddings {
     /// `model.embed_tokens.weight`, `[vocab, hidden]`, unscaled.
     embed_tokens: Tensor<2>,
-    /// `lm_head.weight`, stored `[hidden, vocab]`; `None` when tied to the embedding.
+    /// `lm_head.weight`, stored `[vocab, hidden]`; `None` when tied to the embedding.
     lm_head: Option<Tensor<2>>,
     vocab: usize,
 }
@@ -172,11 +172,8 @@ impl Embeddings {
     /// - `hidden`: `[batch, seq, hidden]` → `[batch, seq, vocab]`
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, s, h] = hidden.dims();
-        let w = match &self.lm_head {
-            Some(w) => w.clone(),
-            None => self.embed_tokens.clone().transpose(),
-        };
-        hidden.reshape([b * s, h]).matmul(w).reshape([b, s, self.vocab])
+        let w = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        crate::layers::linear::project(hidden.reshape([b * s, h]), w, None).reshape([b, s, self.vocab])
     }
 }
 

@@ -3,6 +3,8 @@
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 
 use super::linear::Linear;
 use super::rms_norm::RmsNorm;
@@ -48,6 +50,20 @@ impl Attention {
         layer: usize,
         cache: &mut KvCache,
     ) -> Tensor<3> {
+        let fused = x.dims()[1] >= FUSED_MIN_QUERIES && fused_applies(&x);
+        self.forward_with(x, angles, mask, layer, cache, fused)
+    }
+
+    /// [`Attention::forward`] with the attention core chosen by `fused` (see [`fused_applies`]).
+    fn forward_with(
+        &self,
+        x: Tensor<3>,
+        angles: &RopeAngles,
+        mask: &Tensor<5>,
+        layer: usize,
+        cache: &mut KvCache,
+        fused: bool,
+    ) -> Tensor<3> {
         let [b, s, _] = x.dims();
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = nh / nkv;
@@ -65,6 +81,19 @@ impl Attention {
         let k = angles.apply(k);
         let (k, v) = cache.update(layer, k, v);
         let t = k.dims()[2];
+        if fused {
+            let options = AttentionModuleOptions {
+                scale: Some(f64::from(self.scale)),
+                softcap: (self.softcap > 0.0).then_some(f64::from(self.softcap)),
+                is_causal: false,
+            };
+            // As a boolean mask the blocked scores become -inf inside the kernel, whose `exp` then
+            // takes its fast path; added as a bias, `f32::MIN` sends every blocked score through
+            // the underflow path of libm's `expf` (a tenth of a prefill's time). Same result: 0.
+            let blocked = mask.clone().reshape([mask.dims()[0], 1, s, t]).lower_elem(BLOCKED_BELOW);
+            let out = attention(q, k, v, Some(blocked), None, options);
+            return self.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, nh * d]));
+        }
         // Query heads sharing a key/value head are stacked along the sequence axis, so one
         // batched matmul serves a whole group without repeating keys and values.
         let q = q.reshape([b, nkv, group * s, d]);
@@ -76,5 +105,98 @@ impl Attention {
         let probs = softmax(scores, 4).reshape([b, nkv, group * s, t]);
         let out = probs.matmul(v).reshape([b, nh, s, d]).swap_dims(1, 2).reshape([b, s, nh * d]);
         self.o_proj.forward(out)
+    }
+}
+
+/// Mask entries below this are blocked ([`mask::BLOCKED`](super::mask::BLOCKED) is `f32::MIN`, open
+/// entries are 0).
+const BLOCKED_BELOW: f32 = super::mask::BLOCKED / 2.0;
+
+/// Fewest new tokens per row for which the fused kernel runs. It copies the cached keys and
+/// values into one contiguous block first, which a decode step (one token per row, or a few while
+/// verifying a draft) does not earn back: measured on 2 cores, SmolLM2 decode at batch 8 ran at
+/// 167 tokens/s decomposed and 122 fused, while a 512-token prefill ran at 255 and 305 (Qwen2.5-0.5B:
+/// 62 against 58 decoding, 137 against 152 in prefill).
+const FUSED_MIN_QUERIES: usize = 16;
+
+/// Whether the attention core can run as burn's fused kernel: on plain (not autodiff-tracked) CPU
+/// tensors. burn-flex's kernel takes the grouped key/value heads, the additive mask broadcast over
+/// heads, the scale and the soft-cap in one pass per head, parallel over heads, with no score
+/// tensor of the whole batch; the decomposed path (scores, mask, softmax, weighted values as
+/// separate ops) stays for gradients and the GPU backends. `GREATER_PLAIN_ATTENTION=1` turns the
+/// fused kernel off, for measuring one against the other.
+fn fused_applies<const D: usize>(x: &Tensor<D>) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *ON.get_or_init(|| std::env::var("GREATER_PLAIN_ATTENTION").map_or(true, |v| v == "0"));
+    on && !x.is_autodiff() && crate::device::is_flex(&x.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+    use crate::config::RopeScaling;
+    use crate::layers::download;
+    use crate::layers::mask::{self, Slot};
+    use crate::layers::rope::Rope;
+    use crate::loading::HostTensor;
+    use crate::rng::SplitMix64;
+
+    fn linear(rng: &mut SplitMix64, inp: usize, out: usize, bias: bool) -> Linear {
+        let mut random = |len: usize| (0..len).map(|_| (rng.next_u64() % 2001) as f32 / 2000.0 - 0.5).collect();
+        let w = HostTensor { shape: vec![out, inp], data: random(out * inp) };
+        let b = bias.then(|| HostTensor { shape: vec![out], data: random(out) });
+        Linear::from_host(w, b, &crate::device::default_device())
+    }
+
+    /// burn's fused kernel and the decomposed ops give the same outputs: grouped heads, a
+    /// left-padded row, a sliding window, soft-capping, a custom scale, a prefill and then one
+    /// cached decode step.
+    #[test]
+    fn the_fused_kernel_equals_the_decomposed_attention() {
+        let device = crate::device::default_device();
+        let mut rng = SplitMix64(21);
+        let (hidden, nh, nkv, d) = (24, 6, 2, 4);
+        let x = Tensor::<3>::random([2, 6, hidden], Distribution::Default, &device);
+        assert!(fused_applies(&x), "the fused kernel must run on plain CPU tensors");
+        let ad: Tensor<3> = Tensor::from_data(x.to_data(), &device.clone().autodiff()).require_grad();
+        assert!(!fused_applies(&ad), "autodiff tensors take the decomposed path");
+        for (softcap, window) in [(0.0, None), (2.0, Some(3))] {
+            let attn = Attention {
+                q_proj: linear(&mut rng, hidden, nh * d, true),
+                k_proj: linear(&mut rng, hidden, nkv * d, true),
+                v_proj: linear(&mut rng, hidden, nkv * d, true),
+                o_proj: linear(&mut rng, nh * d, hidden, false),
+                q_norm: None,
+                k_norm: None,
+                num_heads: nh,
+                num_kv_heads: nkv,
+                head_dim: d,
+                scale: 0.37,
+                softcap,
+            };
+            let rope = Rope::new(d, 10_000.0, &RopeScaling::None);
+            let mut caches = [KvCache::new(2, 8), KvCache::new(2, 8)];
+            for (new, x) in [(5, x.clone().slice([0..2, 0..5])), (1, x.clone().slice([0..2, 5..6]))] {
+                let valid = [vec![true; new], (0..new).map(|i| caches[0].len() + i >= 2).collect::<Vec<_>>()];
+                let plan = caches[0].plan(new, Some(&valid));
+                let keys: &[Vec<Slot>] = &plan.keys;
+                let m = mask::build(keys, new, window, &device);
+                let angles = rope.angles(&plan.positions, &device);
+                let outs: Vec<Vec<f32>> = caches
+                    .iter_mut()
+                    .zip([true, false])
+                    .map(|(cache, fused)| {
+                        let y = attn.forward_with(x.clone(), &angles, &m, 0, cache, fused);
+                        cache.commit(plan.clone());
+                        download(y)
+                    })
+                    .collect();
+                for (i, (f, p)) in outs[0].iter().zip(&outs[1]).enumerate() {
+                    assert!((f - p).abs() <= 1e-5, "softcap {softcap}, {new} new, element {i}: {f} vs {p}");
+                }
+            }
+        }
     }
 }

@@ -5,10 +5,13 @@ use burn::tensor::{Device, Tensor};
 use super::upload;
 use crate::loading::HostTensor;
 
-/// `y = x W + b` with `W` stored `[in, out]`.
+/// `y = x Wᵀ + b` with `W` stored `[out, in]`, the checkpoint (PyTorch) layout.
 ///
-/// Checkpoints store linear weights `[out, in]` (PyTorch); they are transposed once at load so
-/// that every forward is a plain row-major matmul.
+/// Products of a few rows (decode steps, [`rows_matmul::MAX_ROWS`](super::rows_matmul::MAX_ROWS)
+/// or fewer) of inference tensors on the CPU backend go to [`super::rows_matmul`], which reads
+/// each weight row contiguously on every core; everything else (prefill, autodiff tensors, GPU
+/// backends) is burn's matmul against the transposed view, which `gemm` reads through strides
+/// without a copy.
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Tensor<2>,
@@ -18,38 +21,95 @@ pub struct Linear {
 impl Linear {
     /// Build from a PyTorch-layout weight `[out, in]` and an optional bias `[out]`.
     pub fn from_host(weight: HostTensor, bias: Option<HostTensor>, device: &Device) -> Self {
-        let (out, inp) = (weight.shape[0], weight.shape[1]);
-        let mut t = vec![0.0f32; out * inp];
-        for o in 0..out {
-            let row = &weight.data[o * inp..(o + 1) * inp];
-            for (i, &w) in row.iter().enumerate() {
-                t[i * out + o] = w;
-            }
-        }
-        let weight = upload(HostTensor { shape: vec![inp, out], data: t }, device);
-        Self { weight, bias: bias.map(|b| upload(b, device)) }
+        assert_eq!(weight.shape.len(), 2, "a linear weight is a matrix, got shape {:?}", weight.shape);
+        Self { weight: upload(weight, device), bias: bias.map(|b| upload(b, device)) }
     }
 
-    /// The stored weight, `[in, out]`.
-    pub fn weight_in_out(self) -> Tensor<2> {
+    /// The stored weight, `[out, in]`.
+    pub fn weight_out_in(self) -> Tensor<2> {
         self.weight
     }
 
     /// Output features.
     pub fn d_output(&self) -> usize {
-        self.weight.dims()[1]
+        self.weight.dims()[0]
     }
 
     /// # Shapes
     /// - `x`: `[batch, seq, in]` → `[batch, seq, out]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, s, d] = x.dims();
-        let y = x.reshape([b * s, d]).matmul(self.weight.clone());
-        let y = match &self.bias {
-            Some(bias) => y + bias.clone().unsqueeze::<2>(),
-            None => y,
+        project(x.reshape([b * s, d]), &self.weight, self.bias.as_ref()).reshape([b, s, self.d_output()])
+    }
+}
+
+/// `x · wᵀ (+ bias)` for `x` `[rows, in]` and `w` `[out, in]`: the few-rows path when it applies
+/// (see [`Linear`]), else [`project_plain`].
+pub fn project(x: Tensor<2>, w: &Tensor<2>, bias: Option<&Tensor<1>>) -> Tensor<2> {
+    #[cfg(feature = "flex")]
+    if let Some(y) = flex::project_rows(&x, w, bias) {
+        return y;
+    }
+    project_plain(x, w, bias)
+}
+
+/// `x · wᵀ (+ bias)` through burn's matmul alone.
+pub fn project_plain(x: Tensor<2>, w: &Tensor<2>, bias: Option<&Tensor<1>>) -> Tensor<2> {
+    let y = x.matmul(w.clone().transpose());
+    match bias {
+        Some(b) => y + b.clone().unsqueeze::<2>(),
+        None => y,
+    }
+}
+
+/// Whether the few-rows path is switched on: it is unless `GREATER_PLAIN_MATMUL` is set to
+/// anything but `0` (for measuring one against the other).
+pub fn rows_path_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("GREATER_PLAIN_MATMUL").map_or(true, |v| v == "0"))
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    use burn::tensor::{DType, Tensor, TensorData};
+    use burn_flex::{Flex, FlexTensor};
+
+    use super::super::rows_matmul::{MAX_ROWS, matmul_rows};
+
+    /// The few-rows product when `x` has at most [`MAX_ROWS`] rows and every operand is a plain
+    /// (not autodiff-tracked) f32 Flex tensor; `None` otherwise.
+    pub(super) fn project_rows(x: &Tensor<2>, w: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<2>> {
+        let [m, k] = x.dims();
+        let [n, kw] = w.dims();
+        if m > MAX_ROWS || k != kw || !super::rows_path_enabled() {
+            return None;
+        }
+        let x = f32_flex(x.clone())?;
+        let w = f32_flex(w.clone())?;
+        let bias = match bias {
+            Some(b) => Some(f32_flex(b.clone())?),
+            None => None,
         };
-        y.reshape([b, s, self.d_output()])
+        let y = {
+            let xs = x.as_slice::<f32>()?;
+            let ws = w.as_slice::<f32>()?;
+            let bs = match &bias {
+                Some(b) => Some(b.as_slice::<f32>()?),
+                None => None,
+            };
+            matmul_rows(xs, ws, bs, m, k, n)
+        };
+        let y = FlexTensor::from_data(TensorData::new(y, [m, n]));
+        Some(Tensor::from_primitive::<Flex>(y))
+    }
+
+    /// The contiguous f32 Flex primitive behind `t`, or `None` (another backend, autodiff, dtype).
+    fn f32_flex<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
+        if t.dtype() != DType::F32 {
+            return None;
+        }
+        let t = t.try_into_primitive::<Flex>().ok()?;
+        Some(if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() })
     }
 }
 
@@ -57,9 +117,10 @@ impl Linear {
 mod tests {
     use super::*;
     use crate::layers::download;
+    use crate::rng::SplitMix64;
 
     #[test]
-    fn transposes_pytorch_layout() {
+    fn applies_pytorch_layout() {
         let device = crate::device::default_device();
         // W = [[1, 2], [3, 4], [5, 6]] maps 2 inputs to 3 outputs; b = [0.5, 0, -1].
         let w = HostTensor { shape: vec![3, 2], data: vec![1., 2., 3., 4., 5., 6.] };
@@ -68,5 +129,59 @@ mod tests {
         let x = Tensor::<3>::from_floats([[[1.0, -1.0]]], &device);
         // [1-2+0.5, 3-4, 5-6-1]
         assert_eq!(download(lin.forward(x)), vec![-0.5, -1.0, -2.0]);
+    }
+
+    fn random(rng: &mut SplitMix64, shape: Vec<usize>) -> HostTensor {
+        let len = shape.iter().product();
+        HostTensor { shape, data: (0..len).map(|_| (rng.next_u64() % 2001) as f32 / 1000.0 - 1.0).collect() }
+    }
+
+    /// Every row count across the few-rows limit, a transposed (non-contiguous) input, with and
+    /// without bias: the result equals burn's matmul to rounding.
+    #[test]
+    fn few_rows_path_matches_burn_matmul() {
+        let device = crate::device::default_device();
+        let mut rng = SplitMix64(5);
+        let (k, n) = (96, 70);
+        let w = upload::<2>(random(&mut rng, vec![n, k]), &device);
+        let b = upload::<1>(random(&mut rng, vec![n]), &device);
+        for m in [1, 2, 3, 8, 16, 17, 40, 41, 64] {
+            let x = upload::<2>(random(&mut rng, vec![m, k]), &device);
+            let xt = upload::<2>(random(&mut rng, vec![k, m]), &device).transpose();
+            for (x, bias) in [(x.clone(), None), (x, Some(&b)), (xt, Some(&b))] {
+                let got = download(project(x.clone(), &w, bias));
+                let want = download(project_plain(x, &w, bias));
+                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                    assert!((g - e).abs() <= 1e-5, "m = {m}, element {i}: {g} vs {e}");
+                }
+            }
+        }
+    }
+
+    /// The few-rows path really runs (its result is batch-invariant bit for bit, which gemm's
+    /// blocking does not promise), and autodiff inputs still get gradients.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn few_rows_path_is_taken_and_autodiff_falls_back() {
+        use burn::tensor::Tensor;
+        let device = crate::device::default_device();
+        let mut rng = SplitMix64(9);
+        let (m, k, n) = (4, 64, 48);
+        let x = upload::<2>(random(&mut rng, vec![m, k]), &device);
+        let w = upload::<2>(random(&mut rng, vec![n, k]), &device);
+        assert!(flex::project_rows(&x, &w, None).is_some(), "the few-rows path refused a plain f32 input");
+
+        let ad = device.clone().autodiff();
+        let xa: Tensor<2> = Tensor::from_data(x.to_data(), &ad).require_grad();
+        assert!(flex::project_rows(&xa, &w, None).is_none(), "an autodiff input must take burn's matmul");
+        let grads = project(xa.clone(), &w, None).sum().backward();
+        let g = download(xa.grad(&grads).expect("gradient of x"));
+        // d(sum(x·wᵀ))/dx[r, i] = Σ_o w[o, i].
+        let col = download(w.sum_dim(0));
+        for r in 0..m {
+            for i in 0..k {
+                assert!((g[r * k + i] - col[i]).abs() <= 1e-4, "grad[{r},{i}]");
+            }
+        }
     }
 }

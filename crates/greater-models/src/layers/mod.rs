@@ -10,6 +10,8 @@ pub mod mask;
 pub mod mlp;
 pub mod rms_norm;
 pub mod rope;
+#[cfg(feature = "flex")]
+pub mod rows_matmul;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
