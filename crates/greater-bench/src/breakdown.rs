@@ -349,10 +349,10 @@ fn experiments(
         out.push(Experiment::new(name, calls, current, alternative))
     };
 
-    // Output head: the tied embedding enters as a transposed view `[hidden, vocab]`.
+    // Output head: the current path is `linear::project` over the tied embedding `[vocab, hidden]`.
     let x = Tensor::<2>::random([b, h], Distribution::Default, &dev);
     let e = model.embedding_matrix();
-    let view = time(&mut || drop(x.clone().matmul(e.clone().transpose())));
+    let view = time(&mut || drop(greater_models::layers::linear::project(x.clone(), &e, None)));
     let vocab = e.dims()[0];
     let host = e.clone().try_into_vec_as::<f32>().expect("reading the embedding");
     let mut t = vec![0.0f32; host.len()];

@@ -50,7 +50,7 @@ impl Attention {
         layer: usize,
         cache: &mut KvCache,
     ) -> Tensor<3> {
-        let fused = x.dims()[1] >= FUSED_MIN_QUERIES && fused_applies(&x);
+        let fused = fused_for(&x);
         self.forward_with(x, angles, mask, layer, cache, fused)
     }
 
@@ -119,16 +119,21 @@ const BLOCKED_BELOW: f32 = super::mask::BLOCKED / 2.0;
 /// 62 against 58 decoding, 137 against 152 in prefill).
 const FUSED_MIN_QUERIES: usize = 16;
 
+/// Whether the attention of `x` (`[batch, new, hidden]`) runs as the fused kernel: at least
+/// [`FUSED_MIN_QUERIES`] new tokens, on tensors where [`fused_applies`].
+fn fused_for(x: &Tensor<3>) -> bool {
+    x.dims()[1] >= FUSED_MIN_QUERIES && fused_applies(x)
+}
+
 /// Whether the attention core can run as burn's fused kernel: on plain (not autodiff-tracked) CPU
-/// tensors. burn-flex's kernel takes the grouped key/value heads, the additive mask broadcast over
+/// tensors. burn-flex's kernel takes the grouped key/value heads, the boolean mask broadcast over
 /// heads, the scale and the soft-cap in one pass per head, parallel over heads, with no score
 /// tensor of the whole batch; the decomposed path (scores, mask, softmax, weighted values as
 /// separate ops) stays for gradients and the GPU backends. `GREATER_PLAIN_ATTENTION=1` turns the
 /// fused kernel off, for measuring one against the other.
 fn fused_applies<const D: usize>(x: &Tensor<D>) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = *ON.get_or_init(|| std::env::var("GREATER_PLAIN_ATTENTION").map_or(true, |v| v == "0"));
-    on && !x.is_autodiff() && crate::device::is_flex(&x.device())
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    !super::switched_off(&OFF, "GREATER_PLAIN_ATTENTION") && !x.is_autodiff() && crate::device::is_flex(&x.device())
 }
 
 #[cfg(test)]
@@ -162,6 +167,9 @@ mod tests {
         assert!(fused_applies(&x), "the fused kernel must run on plain CPU tensors");
         let ad: Tensor<3> = Tensor::from_data(x.to_data(), &device.clone().autodiff()).require_grad();
         assert!(!fused_applies(&ad), "autodiff tensors take the decomposed path");
+        let prefill = Tensor::<3>::zeros([1, FUSED_MIN_QUERIES, hidden], &device);
+        assert!(fused_for(&prefill), "a prefill takes the fused kernel");
+        assert!(!fused_for(&x.clone().slice([0..2, 0..1])), "a decode step keeps the separate ops");
         for (softcap, window) in [(0.0, None), (2.0, Some(3))] {
             let attn = Attention {
                 q_proj: linear(&mut rng, hidden, nh * d, true),

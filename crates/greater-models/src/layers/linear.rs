@@ -65,8 +65,8 @@ pub fn project_plain(x: Tensor<2>, w: &Tensor<2>, bias: Option<&Tensor<1>>) -> T
 /// Whether the few-rows path is switched on: it is unless `GREATER_PLAIN_MATMUL` is set to
 /// anything but `0` (for measuring one against the other).
 pub fn rows_path_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("GREATER_PLAIN_MATMUL").map_or(true, |v| v == "0"))
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    !super::switched_off(&OFF, "GREATER_PLAIN_MATMUL")
 }
 
 #[cfg(feature = "flex")]

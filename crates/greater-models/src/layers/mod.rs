@@ -17,6 +17,12 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::loading::HostTensor;
 
+/// Whether the environment variable `var` turns a kernel off: set to anything but `0`. Read once
+/// into `cache`, so a hot path pays for the lookup only on its first call.
+fn switched_off(cache: &std::sync::OnceLock<bool>, var: &str) -> bool {
+    *cache.get_or_init(|| std::env::var(var).is_ok_and(|v| v != "0"))
+}
+
 /// Upload a host tensor of rank `D` to `device`.
 pub fn upload<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(t.data, t.shape), device)
