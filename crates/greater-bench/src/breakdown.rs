@@ -162,7 +162,7 @@ pub fn decode_step(model: &AnyModel, batch: usize, cached: usize, capacity: usiz
     };
     let qkv = time(&mut || {
         let a = &next().attn;
-        drop((a.q_proj.forward(x.clone()), a.k_proj.forward(x.clone()), a.v_proj.forward(x.clone())))
+        drop(a.qkv.forward(x.clone()))
     });
     part("q/k/v projections", layers, qkv);
     let rope = time(&mut || drop((angles.apply(q.clone()), angles.apply(k1.clone()))));
@@ -305,9 +305,7 @@ impl Weights {
     fn layer(&mut self, c: &ModelConfig) -> Layer {
         let (h, nh, nkv, d) = (c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let attn = Attention {
-            q_proj: self.linear(nh * d, h),
-            k_proj: self.linear(nkv * d, h),
-            v_proj: self.linear(nkv * d, h),
+            qkv: self.linear((nh + 2 * nkv) * d, h),
             o_proj: self.linear(h, nh * d),
             q_norm: c.qk_norm.then(|| self.norm(d, c.rms_norm_eps)),
             k_norm: c.qk_norm.then(|| self.norm(d, c.rms_norm_eps)),
@@ -318,8 +316,7 @@ impl Weights {
             softcap: c.attn_logit_softcapping,
         };
         let mlp = GatedMlp {
-            gate_proj: self.linear(c.intermediate_size, h),
-            up_proj: self.linear(c.intermediate_size, h),
+            gate_up: self.linear(2 * c.intermediate_size, h),
             down_proj: self.linear(h, c.intermediate_size),
             act: c.hidden_act,
         };

@@ -31,6 +31,7 @@ pub mod peers;
 pub mod report;
 pub mod signal;
 pub mod step;
+pub mod verify_cost;
 
 use std::path::{Path, PathBuf};
 

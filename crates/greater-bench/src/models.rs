@@ -17,6 +17,7 @@ use greater_models::rng::SplitMix64;
 
 use crate::breakdown::{self, Breakdown};
 use crate::machine::{self, Bandwidth, GemmRate, Threads};
+use crate::verify_cost::{self, VerifyCost};
 use crate::{Common, token_ids, verdict, write_json};
 
 /// The models measured when none is named: whichever of these is cached.
@@ -60,6 +61,21 @@ pub struct ModelsArgs {
     /// Skip the per-part timing of one decode step.
     #[arg(long)]
     pub no_breakdown: bool,
+    /// Also time one draft-verification forward at this batch, feeding 1 to
+    /// `--verify-max-width` tokens per row over `--verify-cached` cached tokens, and fit the
+    /// engine's fixed-cost constant (0: skip).
+    #[arg(long, default_value_t = 0)]
+    pub verify_batch: usize,
+    /// Cached tokens per row before each verification forward.
+    #[arg(long, default_value_t = 400)]
+    pub verify_cached: usize,
+    /// Widest verification forward, in tokens per row.
+    #[arg(long, default_value_t = 9)]
+    pub verify_max_width: usize,
+    /// Decode with weights rounded to bfloat16 (the opt-in `GREATER_BF16_WEIGHTS=1` path: half
+    /// the bytes per token, results change); prefill stays f32.
+    #[arg(long)]
+    pub bf16_weights: bool,
 }
 
 /// The whole report, written to `models.json`.
@@ -67,6 +83,8 @@ pub struct ModelsArgs {
 pub struct ModelsReport {
     /// burn backend behind the default device.
     pub backend: &'static str,
+    /// Whether decode steps read bfloat16 weights (`--bf16-weights`).
+    pub bf16_weights: bool,
     /// CPU model name.
     pub cpu: Option<String>,
     /// Worker threads.
@@ -111,6 +129,8 @@ pub struct ModelReport {
     pub decode_floor_b1_one_thread: f64,
     /// Where the time of one decode step goes.
     pub breakdown: Vec<Breakdown>,
+    /// Verification forwards by width (`--verify-batch`).
+    pub verify: Option<VerifyCost>,
     /// Goal verdicts.
     pub goals: Goals,
 }
@@ -171,6 +191,9 @@ pub struct Goals {
 /// Run the suite: machine yardsticks, then every model, then print and write `models.json`.
 pub fn run(args: &ModelsArgs) -> Result<()> {
     let names = model_names(&args.models)?;
+    if args.bf16_weights && !greater_models::layers::linear::use_bf16_weights(true) {
+        bail!("--bf16-weights: GREATER_BF16_WEIGHTS=0 is set and turns bfloat16 weights off");
+    }
     let load_start = machine::load_average();
     let device = greater_models::default_device();
     let threads = machine::threads();
@@ -183,6 +206,7 @@ pub fn run(args: &ModelsArgs) -> Result<()> {
     }
     let report = ModelsReport {
         backend: greater_models::device::backend_name(),
+        bf16_weights: greater_models::layers::linear::bf16_weights(),
         cpu: machine::cpu_name(),
         threads,
         load_start,
@@ -280,6 +304,16 @@ fn measure_model(name: &str, args: &ModelsArgs, device: &burn::tensor::Device, b
         }
     }
 
+    let verify = if args.verify_batch > 0 {
+        eprintln!("{name}: verification forwards at batch {}, widths 1..={}", args.verify_batch, args.verify_max_width);
+        let prompts: Vec<Vec<u32>> = (0..args.verify_batch)
+            .map(|_| token_ids(&mut rng, args.verify_cached.max(args.verify_max_width), lo, hi))
+            .collect();
+        Some(verify_cost::measure(model, &prompts, args.verify_max_width, args.runs)?)
+    } else {
+        None
+    };
+
     let bytes = c.weight_bytes_per_step(4);
     let tps = |batch: usize| decodes.iter().find(|d| d.batch == batch).map(|d| d.tokens_per_s);
     let goals = Goals {
@@ -300,6 +334,7 @@ fn measure_model(name: &str, args: &ModelsArgs, device: &burn::tensor::Device, b
         decode_floor_b1: bw.copy_gbps * 1e9 / bytes as f64,
         decode_floor_b1_one_thread: bw.copy_gbps_1t * 1e9 / bytes as f64,
         breakdown: parts,
+        verify,
         goals,
     })
 }
@@ -403,6 +438,9 @@ fn print_report(r: &ModelsReport) {
         );
         for b in &m.breakdown {
             breakdown::print(b);
+        }
+        if let Some(v) = &m.verify {
+            verify_cost::print(v);
         }
     }
 }

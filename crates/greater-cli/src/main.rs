@@ -5,6 +5,7 @@
 //! errors into messages and exit codes: 0 on success, 1 on an error (`error: …` with its causes),
 //! 130 when Ctrl-C stopped a run (which can then be resumed).
 
+mod allocator;
 mod bench;
 mod cmd;
 mod progress;
@@ -77,6 +78,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let result = match cli.command {

@@ -15,8 +15,8 @@ use crate::layers::linear::Linear;
 use crate::layers::mask::{self, Slot};
 use crate::layers::mlp::GatedMlp;
 use crate::layers::rms_norm::RmsNorm;
-use crate::layers::upload;
-use crate::loading::WeightSource;
+use crate::layers::{download, upload};
+use crate::loading::{HostTensor, WeightSource};
 
 /// Canonical names and shapes, in loading order.
 pub type TensorList = Vec<(String, Vec<usize>)>;
@@ -97,9 +97,8 @@ impl<'a> Builder<'a> {
             if c.qk_norm { Ok(Some(self.norm(&format!("{p}.{n}.weight"))?)) } else { Ok(None) }
         };
         Ok(Attention {
-            q_proj: self.linear(&format!("{p}.q_proj"), c.attention_bias)?,
-            k_proj: self.linear(&format!("{p}.k_proj"), c.attention_bias)?,
-            v_proj: self.linear(&format!("{p}.v_proj"), c.attention_bias)?,
+            qkv: self
+                .stacked(&[&format!("{p}.q_proj"), &format!("{p}.k_proj"), &format!("{p}.v_proj")], c.attention_bias)?,
             o_proj: self.linear(&format!("{p}.o_proj"), false)?,
             q_norm: head_norm("q_norm")?,
             k_norm: head_norm("k_norm")?,
@@ -115,8 +114,7 @@ impl<'a> Builder<'a> {
     pub fn mlp(&self, i: usize) -> Result<GatedMlp, LoadError> {
         let p = format!("model.layers.{i}.mlp");
         Ok(GatedMlp {
-            gate_proj: self.linear(&format!("{p}.gate_proj"), false)?,
-            up_proj: self.linear(&format!("{p}.up_proj"), false)?,
+            gate_up: self.stacked(&[&format!("{p}.gate_proj"), &format!("{p}.up_proj")], false)?,
             down_proj: self.linear(&format!("{p}.down_proj"), false)?,
             act: self.c.hidden_act,
         })
@@ -129,14 +127,30 @@ impl<'a> Builder<'a> {
         } else {
             Some(Linear::from_host(self.w.tensor("lm_head.weight")?, None, self.device).weight_out_in())
         };
-        let embed_tokens = upload(self.w.tensor("model.embed_tokens.weight")?, self.device);
-        Ok(Embeddings { embed_tokens, lm_head, vocab: self.c.vocab_size })
+        let embed = self.w.tensor("model.embed_tokens.weight")?;
+        let head_bf16 = match &lm_head {
+            Some(head) => crate::layers::linear::bf16_copy(&download(head.clone())),
+            None => crate::layers::linear::bf16_copy(&embed.data),
+        };
+        let embed_tokens = upload(embed, self.device);
+        Ok(Embeddings { embed_tokens, lm_head, head_bf16, vocab: self.c.vocab_size })
     }
 
     fn linear(&self, name: &str, bias: bool) -> Result<Linear, LoadError> {
+        let (weight, bias) = self.linear_parts(name, bias)?;
+        Ok(Linear::from_host(weight, bias, self.device))
+    }
+
+    /// The layers `names`, which read the same input, as one ([`Linear::from_host_stacked`]).
+    fn stacked(&self, names: &[&str], bias: bool) -> Result<Linear, LoadError> {
+        let parts = names.iter().map(|n| self.linear_parts(n, bias)).collect::<Result<_, _>>()?;
+        Ok(Linear::from_host_stacked(parts, self.device))
+    }
+
+    fn linear_parts(&self, name: &str, bias: bool) -> Result<(HostTensor, Option<HostTensor>), LoadError> {
         let weight = self.w.tensor(&format!("{name}.weight"))?;
         let bias = if bias { Some(self.w.tensor(&format!("{name}.bias"))?) } else { None };
-        Ok(Linear::from_host(weight, bias, self.device))
+        Ok((weight, bias))
     }
 }
 
@@ -147,6 +161,8 @@ pub struct Embeddings {
     embed_tokens: Tensor<2>,
     /// `lm_head.weight`, stored `[vocab, hidden]`; `None` when tied to the embedding.
     lm_head: Option<Tensor<2>>,
+    /// The output head rounded to bfloat16 when [`crate::layers::linear::bf16_weights`] is on.
+    head_bf16: Option<crate::layers::linear::Bf16Weights>,
     vocab: usize,
 }
 
@@ -173,7 +189,8 @@ impl Embeddings {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, s, h] = hidden.dims();
         let w = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        crate::layers::linear::project(hidden.reshape([b * s, h]), w, None).reshape([b, s, self.vocab])
+        let w16 = self.head_bf16.as_deref().map(Vec::as_slice);
+        crate::layers::linear::project_with(hidden.reshape([b * s, h]), w, w16, None).reshape([b, s, self.vocab])
     }
 }
 

@@ -8,9 +8,11 @@ use crate::cache::KvCache;
 use crate::layers::download;
 
 /// A forward's cost that does not grow with the tokens it feeds (reading the weights), in fed
-/// tokens per row. Measured on a 2-core CPU with Qwen2.5-0.5B at batch 10: 1 token per row 0.37 s,
-/// 9 per row 1.14 s, so the fixed part is worth about 3.8 tokens.
-const FIXED_COST: f64 = 3.8;
+/// tokens per row. `greater bench models --verify-batch 10` fits it: on the 2-core AMD EPYC of
+/// benches/README.md, over 400 cached tokens, Qwen2.5-0.5B takes 141 ms to feed 1 token per row and
+/// 741 ms for 9 (fixed part 1.43 tokens), SmolLM2 65 ms and 274 ms (1.53). It was 3.8 before the
+/// few-rows kernel made the one-token forward cheap.
+const FIXED_COST: f64 = 1.5;
 
 /// Tokens fed per row: the verification width with the most expected tokens per unit of cost.
 /// Row `r` expects `1 + Σ_j p_r^j` tokens from `j` draft tokens (`p_r` its hit rate), and a

@@ -14,12 +14,9 @@ use crate::cache::KvCache;
 /// Self-attention of one decoder layer. Field names follow `model.layers.{i}.self_attn.*`.
 #[derive(Debug, Clone)]
 pub struct Attention {
-    /// `q_proj`
-    pub q_proj: Linear,
-    /// `k_proj`
-    pub k_proj: Linear,
-    /// `v_proj`
-    pub v_proj: Linear,
+    /// `q_proj`, `k_proj` and `v_proj` stacked ([`Linear::from_host_stacked`]): the output holds
+    /// the query heads, then the key heads, then the value heads.
+    pub qkv: Linear,
     /// `o_proj`
     pub o_proj: Linear,
     /// `q_norm` (Gemma 3): RMSNorm over each query head.
@@ -68,9 +65,10 @@ impl Attention {
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = nh / nkv;
         let split = |t: Tensor<3>, heads: usize| t.reshape([b, s, heads, d]).swap_dims(1, 2);
-        let mut q = split(self.q_proj.forward(x.clone()), nh);
-        let mut k = split(self.k_proj.forward(x.clone()), nkv);
-        let v = split(self.v_proj.forward(x), nkv);
+        let qkv = self.qkv.forward(x);
+        let mut q = split(qkv.clone().narrow(2, 0, nh * d), nh);
+        let mut k = split(qkv.clone().narrow(2, nh * d, nkv * d), nkv);
+        let v = split(qkv.narrow(2, (nh + nkv) * d, nkv * d), nkv);
         if let Some(norm) = &self.q_norm {
             q = norm.forward(q);
         }
@@ -87,9 +85,7 @@ impl Attention {
                 softcap: (self.softcap > 0.0).then_some(f64::from(self.softcap)),
                 is_causal: false,
             };
-            // As a boolean mask the blocked scores become -inf inside the kernel, whose `exp` then
-            // takes its fast path; added as a bias, `f32::MIN` sends every blocked score through
-            // the underflow path of libm's `expf` (a tenth of a prefill's time). Same result: 0.
+            // The kernel takes the mask as booleans (blocked scores become −∞ inside it).
             let blocked = mask.clone().reshape([mask.dims()[0], 1, s, t]).lower_elem(BLOCKED_BELOW);
             let out = attention(q, k, v, Some(blocked), None, options);
             return self.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, nh * d]));
@@ -108,9 +104,9 @@ impl Attention {
     }
 }
 
-/// Mask entries below this are blocked ([`mask::BLOCKED`](super::mask::BLOCKED) is `f32::MIN`, open
+/// Mask entries below this are blocked ([`mask::BLOCKED`](super::mask::BLOCKED) is −∞, open
 /// entries are 0).
-const BLOCKED_BELOW: f32 = super::mask::BLOCKED / 2.0;
+const BLOCKED_BELOW: f32 = f32::MIN;
 
 /// Fewest new tokens per row for which the fused kernel runs. It copies the cached keys and
 /// values into one contiguous block first, which a decode step (one token per row, or a few while
@@ -148,10 +144,15 @@ mod tests {
     use crate::loading::HostTensor;
     use crate::rng::SplitMix64;
 
-    fn linear(rng: &mut SplitMix64, inp: usize, out: usize, bias: bool) -> Linear {
+    fn parts(rng: &mut SplitMix64, inp: usize, out: usize, bias: bool) -> (HostTensor, Option<HostTensor>) {
         let mut random = |len: usize| (0..len).map(|_| (rng.next_u64() % 2001) as f32 / 2000.0 - 0.5).collect();
         let w = HostTensor { shape: vec![out, inp], data: random(out * inp) };
         let b = bias.then(|| HostTensor { shape: vec![out], data: random(out) });
+        (w, b)
+    }
+
+    fn linear(rng: &mut SplitMix64, inp: usize, out: usize, bias: bool) -> Linear {
+        let (w, b) = parts(rng, inp, out, bias);
         Linear::from_host(w, b, &crate::device::default_device())
     }
 
@@ -172,9 +173,14 @@ mod tests {
         assert!(!fused_for(&x.clone().slice([0..2, 0..1])), "a decode step keeps the separate ops");
         for (softcap, window) in [(0.0, None), (2.0, Some(3))] {
             let attn = Attention {
-                q_proj: linear(&mut rng, hidden, nh * d, true),
-                k_proj: linear(&mut rng, hidden, nkv * d, true),
-                v_proj: linear(&mut rng, hidden, nkv * d, true),
+                qkv: Linear::from_host_stacked(
+                    vec![
+                        parts(&mut rng, hidden, nh * d, true),
+                        parts(&mut rng, hidden, nkv * d, true),
+                        parts(&mut rng, hidden, nkv * d, true),
+                    ],
+                    &device,
+                ),
                 o_proj: linear(&mut rng, nh * d, hidden, false),
                 q_norm: None,
                 k_norm: None,
