@@ -374,17 +374,18 @@ fn experiments(
         exp("lm_head on one thread (rayon pool of 1)", 1, view, on_one);
     }
 
-    // Fusing projections that read the same input into one wider matmul.
+    // The layers stack projections that read the same input into one wider matmul; what the
+    // separate products they replaced would cost.
     let x3 = Tensor::<3>::random([b, 1, h], Distribution::Default, &dev);
     let (q, k, v) = (w.linear(nh * d, h), w.linear(nkv * d, h), w.linear(nkv * d, h));
     let qkv = w.linear((nh + 2 * nkv) * d, h);
     let apart = time(&mut || drop((q.forward(x3.clone()), k.forward(x3.clone()), v.forward(x3.clone()))));
-    let fused = time(&mut || drop(qkv.forward(x3.clone())));
-    exp("q/k/v as one [hidden, (h+2kv)·d] matmul", layers, apart, fused);
+    let stacked = time(&mut || drop(qkv.forward(x3.clone())));
+    exp("q/k/v as three matmuls instead of one stacked", layers, stacked, apart);
     let (g, u) = (w.linear(i, h), w.linear(i, h));
     let gu = w.linear(2 * i, h);
     let apart = time(&mut || drop((g.forward(x3.clone()), u.forward(x3.clone()))));
-    let fused = time(&mut || drop(gu.forward(x3.clone())));
-    exp("gate/up as one [hidden, 2·intermediate] matmul", layers, apart, fused);
+    let stacked = time(&mut || drop(gu.forward(x3.clone())));
+    exp("gate/up as two matmuls instead of one stacked", layers, stacked, apart);
     out
 }

@@ -20,7 +20,7 @@ const MMAP_THRESHOLD: libc::c_int = 32 << 20;
 
 /// Tune the allocator once, before the first large allocation.
 pub fn tune() {
-    if std::env::var("GREATER_MALLOC").is_ok_and(|v| v == "default") {
+    if !wanted(std::env::var("GREATER_MALLOC").ok().as_deref()) {
         return;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -32,5 +32,22 @@ pub fn tune() {
         // that a gradient pass frees at once).
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
         libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
+    }
+}
+
+/// Whether `GREATER_MALLOC` (its value, if set) asks for the tuning: anything but `default`.
+fn wanted(var: Option<&str>) -> bool {
+    var != Some("default")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wanted;
+
+    #[test]
+    fn only_greater_malloc_default_keeps_glibc_behaviour() {
+        assert!(wanted(None));
+        assert!(wanted(Some("")) && wanted(Some("tuned")));
+        assert!(!wanted(Some("default")));
     }
 }

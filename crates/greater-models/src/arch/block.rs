@@ -15,7 +15,7 @@ use crate::layers::linear::Linear;
 use crate::layers::mask::{self, Slot};
 use crate::layers::mlp::GatedMlp;
 use crate::layers::rms_norm::RmsNorm;
-use crate::layers::{download, upload};
+use crate::layers::upload;
 use crate::loading::{HostTensor, WeightSource};
 
 /// Canonical names and shapes, in loading order.
@@ -122,15 +122,13 @@ impl<'a> Builder<'a> {
 
     /// The embedding and the output head (`lm_head.weight` when untied).
     pub fn embeddings(&self) -> Result<Embeddings, LoadError> {
-        let lm_head = if self.c.tie_word_embeddings {
-            None
-        } else {
-            Some(Linear::from_host(self.w.tensor("lm_head.weight")?, None, self.device).weight_out_in())
-        };
         let embed = self.w.tensor("model.embed_tokens.weight")?;
-        let head_bf16 = match &lm_head {
-            Some(head) => crate::layers::linear::bf16_copy(&download(head.clone())),
-            None => crate::layers::linear::bf16_copy(&embed.data),
+        let (lm_head, head_bf16) = if self.c.tie_word_embeddings {
+            (None, crate::layers::linear::bf16_copy(&embed.data))
+        } else {
+            let (head, head_bf16) =
+                Linear::from_host(self.w.tensor("lm_head.weight")?, None, self.device).into_weights();
+            (Some(head), head_bf16)
         };
         let embed_tokens = upload(embed, self.device);
         Ok(Embeddings { embed_tokens, lm_head, head_bf16, vocab: self.c.vocab_size })

@@ -86,9 +86,9 @@ impl Linear {
         Self::from_host(weight, bias, device)
     }
 
-    /// The stored weight, `[out, in]`.
-    pub fn weight_out_in(self) -> Tensor<2> {
-        self.weight
+    /// The stored weight, `[out, in]`, and its bfloat16 copy when [`bf16_weights`] is on.
+    pub fn into_weights(self) -> (Tensor<2>, Option<Bf16Weights>) {
+        (self.weight, self.weight_bf16)
     }
 
     /// Output features.
@@ -228,6 +228,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A stacked layer's output holds each part's output, in order, with its bias.
+    #[test]
+    fn stacked_layers_give_their_outputs_side_by_side() {
+        let device = crate::device::default_device();
+        let mut rng = SplitMix64(23);
+        let k = 12;
+        let parts: Vec<(HostTensor, Option<HostTensor>)> =
+            [5, 3, 3].iter().map(|&n| (random(&mut rng, vec![n, k]), Some(random(&mut rng, vec![n])))).collect();
+        let x = upload::<3>(random(&mut rng, vec![2, 4, k]), &device);
+        let stacked = download(Linear::from_host_stacked(parts.clone(), &device).forward(x.clone()));
+        let apart: Vec<Vec<f32>> =
+            parts.into_iter().map(|(w, b)| download(Linear::from_host(w, b, &device).forward(x.clone()))).collect();
+        for row in 0..8 {
+            let want: Vec<f32> =
+                [(0, 5), (1, 3), (2, 3)].iter().flat_map(|&(p, n)| apart[p][row * n..(row + 1) * n].to_vec()).collect();
+            assert_eq!(stacked[row * 11..(row + 1) * 11], want[..], "row {row}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "a bias each or none")]
+    fn stacking_layers_with_and_without_bias_is_refused() {
+        let device = crate::device::default_device();
+        let mut rng = SplitMix64(29);
+        let with = (random(&mut rng, vec![2, 4]), Some(random(&mut rng, vec![2])));
+        let without = (random(&mut rng, vec![2, 4]), None);
+        Linear::from_host_stacked(vec![with, without], &device);
+    }
+
+    /// The bfloat16 switch is fixed by its first use: a later call cannot flip it for models
+    /// already loaded with the other setting.
+    #[test]
+    fn the_bf16_switch_is_fixed_once_read() {
+        let now = bf16_weights();
+        assert!(use_bf16_weights(now), "confirming the current setting succeeds");
+        assert!(!use_bf16_weights(!now), "the setting cannot change once read");
+        assert_eq!(bf16_weights(), now);
     }
 
     /// With bfloat16 weights the few-rows path reads the rounded weights: bit for bit the f32
