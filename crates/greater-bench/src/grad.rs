@@ -46,6 +46,13 @@ pub struct GradArgs {
     /// Tokens per sequence of the peak-memory run (at the large batch).
     #[arg(long, default_value_t = 400)]
     pub memory_tokens: usize,
+    /// Tokens before the prompt in every sequence (template and question).
+    #[arg(long, default_value_t = 30)]
+    pub prefix_tokens: usize,
+    /// Track the whole sequence in the autodiff graph (the plain path) instead of starting it at
+    /// the prompt position, to compare the two.
+    #[arg(long)]
+    pub whole_forward: bool,
 }
 
 /// The report, written to `grad.json`.
@@ -59,6 +66,10 @@ pub struct GradReport {
     pub backend: &'static str,
     /// Worker threads.
     pub threads: machine::Threads,
+    /// Tokens before the prompt.
+    pub prefix_tokens: usize,
+    /// Whether the tokens before the prompt ran outside the autodiff graph.
+    pub detach_prefix: bool,
     /// `/proc/loadavg` at start and end.
     pub load_start: Option<[f64; 3]>,
     /// `/proc/loadavg` at the end.
@@ -126,14 +137,15 @@ pub fn run(args: &GradArgs) -> Result<()> {
     let model = &loaded.model;
     let vocab = model.config().vocab_size as u32;
     let mut rng = SplitMix64(0x6ead);
-    let set = Workload::new(&mut rng, vocab, args.batch, args.tokens, args.candidates);
+    let set = Workload::new(&mut rng, vocab, args.batch, args.tokens, args.candidates, args.prefix_tokens);
+    let opts = GradOptions { detach_prefix: !args.whole_forward, ..GradOptions::default() };
     let mut batches = Vec::new();
     for b in [1, args.batch] {
         eprintln!("{}: gradient of {b} x {} tokens", args.model, args.tokens);
-        batches.push(time_batch(model, &set, b, args.runs)?);
+        batches.push(time_batch(model, &set, b, args.runs, &opts)?);
     }
     eprintln!("{}: peak memory of {} x {} tokens", args.model, args.batch, args.memory_tokens);
-    let big = Workload::new(&mut rng, vocab, args.batch, args.memory_tokens, args.candidates);
+    let big = Workload::new(&mut rng, vocab, args.batch, args.memory_tokens, args.candidates, args.prefix_tokens);
     // Checkpointed first: the allocator keeps what a run freed, so the smaller peak goes first
     // and the larger one is measured on top of it, not hidden by it.
     let mut memory = Vec::new();
@@ -145,6 +157,8 @@ pub fn run(args: &GradArgs) -> Result<()> {
         path,
         backend: greater_models::device::backend_name(),
         threads: machine::threads(),
+        prefix_tokens: args.prefix_tokens,
+        detach_prefix: opts.detach_prefix,
         load_start,
         load_end: machine::load_average(),
         batches,
@@ -162,7 +176,7 @@ fn peak_memory(loaded: &LoadedModel, set: &Workload, args: &GradArgs, checkpoint
     let rss_before = machine::status_bytes("VmRSS");
     let peak_reset = machine::reset_peak_rss();
     let t = std::time::Instant::now();
-    let opts = GradOptions { checkpointing, ..GradOptions::default() };
+    let opts = GradOptions { checkpointing, detach_prefix: !args.whole_forward, ..GradOptions::default() };
     token_gradients(model, &set.examples(args.batch), &set.candidates, &opts)?;
     let seconds = t.elapsed().as_secs_f64();
     let m = model.config();
@@ -196,8 +210,16 @@ impl Workload {
     pub const POSITION: usize = 7;
 
     /// `batch` sequences of about `tokens` ids (row `r` is `r mod 4` tokens shorter) drawn from
-    /// `[100, min(vocab, 30000))`, with `candidates` distinct candidates.
-    pub fn new(rng: &mut SplitMix64, vocab: u32, batch: usize, tokens: usize, candidates: usize) -> Self {
+    /// `[100, min(vocab, 30000))`, `prefix` of them before the prompt, with `candidates` distinct
+    /// candidates.
+    pub fn new(
+        rng: &mut SplitMix64,
+        vocab: u32,
+        batch: usize,
+        tokens: usize,
+        candidates: usize,
+        prefix: usize,
+    ) -> Self {
         let hi = vocab.min(30_000);
         let lo = 100.min(hi / 2);
         let control = token_ids(rng, CONTROL_TOKENS, lo, hi);
@@ -205,7 +227,7 @@ impl Workload {
             .map(|r| {
                 let len = tokens.saturating_sub(r % 4).max(CONTROL_TOKENS + 20);
                 let (prefix, suffix, extractor) =
-                    (token_ids(rng, 30, lo, hi), token_ids(rng, 5, lo, hi), token_ids(rng, 6, lo, hi));
+                    (token_ids(rng, prefix, lo, hi), token_ids(rng, 5, lo, hi), token_ids(rng, 6, lo, hi));
                 let fixed = prefix.len() + CONTROL_TOKENS + suffix.len() + extractor.len() + 1;
                 let reasoning = token_ids(rng, len.saturating_sub(fixed), lo, hi);
                 let answer = token_ids(rng, 1, lo, hi);
@@ -228,21 +250,20 @@ impl Workload {
     }
 }
 
-fn time_batch(model: &dyn CausalLm, set: &Workload, b: usize, runs: usize) -> Result<GradTiming> {
+fn time_batch(model: &dyn CausalLm, set: &Workload, b: usize, runs: usize, opts: &GradOptions) -> Result<GradTiming> {
     let examples = set.examples(b);
-    let opts = GradOptions::default();
     // The plain one-hot (the current token): the same forward value `token_gradients` computes.
     let mut onehot = vec![0.0f32; set.candidates.len()];
     onehot[0] = 1.0;
     let weights = vec![onehot; b];
     let mut err = None;
     let fb = machine::time_runs(1, runs, || {
-        if let Err(e) = token_gradients(model, &examples, &set.candidates, &opts) {
+        if let Err(e) = token_gradients(model, &examples, &set.candidates, opts) {
             err = Some(e);
         }
     });
     let fwd = machine::time_runs(1, runs, || {
-        if let Err(e) = losses_at(model, &examples, &set.candidates, &weights, &opts) {
+        if let Err(e) = losses_at(model, &examples, &set.candidates, &weights, opts) {
             err = Some(e);
         }
     });
@@ -266,7 +287,14 @@ fn time_batch(model: &dyn CausalLm, set: &Workload, b: usize, runs: usize) -> Re
 }
 
 fn print_report(r: &GradReport) {
-    println!("{} ({}, {} rayon threads)", r.model, r.backend, r.threads.rayon);
+    println!(
+        "{} ({}, {} rayon threads; {} tokens before the prompt, {})",
+        r.model,
+        r.backend,
+        r.threads.rayon,
+        r.prefix_tokens,
+        if r.detach_prefix { "outside the autodiff graph" } else { "whole sequence tracked" }
+    );
     println!(
         "  {:<16} {:>12} {:>10} {:>11} {:>11}  goal ≤ {GOAL_BACKWARD_OVER_FORWARD}×",
         "batch x tokens", "fwd+bwd s", "fwd s", "bwd/fwd", "total/fwd"
@@ -306,7 +334,7 @@ mod tests {
     #[test]
     fn workload_lays_out_parts_and_holds_the_current_token() {
         let mut rng = SplitMix64(1);
-        let w = Workload::new(&mut rng, 50_000, 5, 300, 16);
+        let w = Workload::new(&mut rng, 50_000, 5, 300, 16, 30);
         // Row r is r mod 4 tokens shorter: 300, 299, 298, 297, 300.
         let lens: Vec<usize> = w.seqs.iter().map(|s| s.ids.len()).collect();
         assert_eq!(lens, [300, 299, 298, 297, 300]);
@@ -321,5 +349,9 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), 16, "candidates are distinct");
+        // The prefix length moves the prompt.
+        let w = Workload::new(&mut SplitMix64(1), 50_000, 2, 300, 16, 120);
+        assert_eq!(w.seqs[0].range(Part::Control), 120..135);
+        assert_eq!(w.seqs[0].ids.len(), 300);
     }
 }

@@ -228,19 +228,27 @@ impl Batch {
         let device = model.device();
         let int1 = |v: Vec<i64>, len: usize| Tensor::<1, Int>::from_data(TensorData::new(v, [len]), device);
         let e_c = model.embedding_matrix().select(0, int1(candidates.iter().map(|&t| t as i64).collect(), n_c));
+        let detach = opts.detach_prefix;
         let hidden = match &self.shared {
             None => {
                 let per_row = onehot.select(0, int1(self.row_example.clone(), b));
                 let replaced = per_row.matmul(e_c).reshape([b, 1, h]);
-                let hidden =
-                    blended_forward(model, &self.padded, &self.valid, &self.at, replaced, &mut KvCache::uncached(b));
+                let hidden = blended_forward(
+                    model,
+                    &self.padded,
+                    &self.valid,
+                    &self.at,
+                    replaced,
+                    &mut KvCache::uncached(b),
+                    detach,
+                );
                 hidden.reshape([b * s, h])
             }
             Some(sh) => {
                 let e = self.e;
                 let replaced = onehot.matmul(e_c).reshape([e, 1, h]);
                 let mut cache = KvCache::new(e, sh.s_p + sh.s_s);
-                let prefix = blended_forward(model, &sh.ids, &sh.valid, &sh.at, replaced, &mut cache);
+                let prefix = blended_forward(model, &sh.ids, &sh.valid, &sh.at, replaced, &mut cache, detach);
                 // Every row continues from its example's prefix.
                 let of_row: Vec<usize> = self.row_example.iter().map(|&x| x as usize).collect();
                 cache.retain_rows(&of_row);
@@ -315,6 +323,11 @@ impl Batch {
 /// The forward of left-padded `ids` (`[rows, s]`) whose embedding at the 1s of `at` is
 /// `replaced[row]` (`[rows, 1, h]`): a blend rather than a scatter, since positions differ per
 /// row and a product with a constant 0/1 mask is cheap and differentiable on every backend.
+///
+/// With `detach_prefix`, the columns before the first replaced position run first as a plain
+/// forward into a KV cache: nothing there depends on the one-hot, so the autodiff graph (and the
+/// backward pass) starts at that column. The values are those of one forward over the whole
+/// sequence up to float rounding (a cached continuation, as in decoding).
 fn blended_forward(
     model: &dyn CausalLm,
     ids: &[i64],
@@ -322,15 +335,47 @@ fn blended_forward(
     at: &[f32],
     replaced: Tensor<3>,
     cache: &mut KvCache,
+    detach_prefix: bool,
 ) -> Tensor<3> {
     let (rows, s) = (valid.len(), valid[0].len());
+    let first = (0..s).find(|&j| (0..rows).any(|r| at[r * s + j] != 0.0)).unwrap_or(s);
+    if !detach_prefix || first == 0 || first == s {
+        return blended_columns(model, ids, valid, at, replaced, cache, 0..s);
+    }
+    let mut local = KvCache::new(rows, s);
+    let cache = if cache.capacity() == 0 { &mut local } else { cache };
     let device = model.device();
-    let base = model.embed(Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [rows, s]), device));
-    let at = Tensor::<3>::from_data(TensorData::new(at.to_vec(), [rows, s, 1]), device);
+    let head: Vec<i64> = (0..rows).flat_map(|r| ids[r * s..r * s + first].iter().copied()).collect();
+    let head_valid: Vec<Vec<bool>> = valid.iter().map(|v| v[..first].to_vec()).collect();
+    let all_valid = head_valid.iter().all(|r| r.iter().all(|&v| v));
+    let embeds = model.embed(Tensor::<2, Int>::from_data(TensorData::new(head, [rows, first]), device));
+    let prefix = model.forward_hidden(embeds, (!all_valid).then_some(&head_valid[..]), cache);
+    let rest = blended_columns(model, ids, valid, at, replaced, cache, first..s);
+    Tensor::cat(vec![prefix, rest], 1)
+}
+
+/// [`blended_forward`] over the columns `cols` of every row, continuing `cache`.
+fn blended_columns(
+    model: &dyn CausalLm,
+    ids: &[i64],
+    valid: &[Vec<bool>],
+    at: &[f32],
+    replaced: Tensor<3>,
+    cache: &mut KvCache,
+    cols: std::ops::Range<usize>,
+) -> Tensor<3> {
+    let (rows, s, n) = (valid.len(), valid[0].len(), cols.len());
+    let device = model.device();
+    let pick =
+        |v: &[i64]| -> Vec<i64> { (0..rows).flat_map(|r| v[r * s + cols.start..r * s + cols.end].to_vec()).collect() };
+    let at: Vec<f32> = (0..rows).flat_map(|r| at[r * s + cols.start..r * s + cols.end].to_vec()).collect();
+    let valid: Vec<Vec<bool>> = valid.iter().map(|v| v[cols.clone()].to_vec()).collect();
+    let base = model.embed(Tensor::<2, Int>::from_data(TensorData::new(pick(ids), [rows, n]), device));
+    let at = Tensor::<3>::from_data(TensorData::new(at, [rows, n, 1]), device);
     let keep = at.clone().neg() + 1.0;
     let embeds = base * keep + at * replaced;
     let all_valid = valid.iter().all(|r| r.iter().all(|&v| v));
-    model.forward_hidden(embeds, (!all_valid).then_some(valid), cache)
+    model.forward_hidden(embeds, (!all_valid).then_some(&valid[..]), cache)
 }
 
 impl SharedPrefix {

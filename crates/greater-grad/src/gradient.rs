@@ -29,11 +29,16 @@ pub struct GradOptions {
     /// Recompute memory-bound activations in the backward pass instead of keeping them (burn's
     /// balanced gradient checkpointing): less peak memory for long sequences, more time.
     pub checkpointing: bool,
+    /// Run the tokens before the first prompt position of a batch as a plain forward into a KV
+    /// cache and start the autodiff graph there: they do not depend on the one-hot, so the
+    /// gradient is the same (up to float rounding) for a shorter backward. Off: one tracked
+    /// forward over whole sequences.
+    pub detach_prefix: bool,
 }
 
 impl Default for GradOptions {
     fn default() -> Self {
-        Self { answer_temperature: 0.2, control_weight: 0.2, checkpointing: false }
+        Self { answer_temperature: 0.2, control_weight: 0.2, checkpointing: false, detach_prefix: true }
     }
 }
 

@@ -236,6 +236,7 @@ impl OptimizeConfig {
             answer_temperature: self.answer_temperature,
             control_weight: self.control_weight,
             checkpointing: self.gradient_checkpointing,
+            ..greater_grad::GradOptions::default()
         }
     }
 
