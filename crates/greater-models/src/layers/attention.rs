@@ -80,6 +80,10 @@ impl Attention {
         let (k, v) = cache.update(layer, k, v);
         let t = k.dims()[2];
         if fused {
+            #[cfg(feature = "flex")]
+            if let Some(out) = self.causal_kernel(&q, &k, &v, mask) {
+                return self.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, nh * d]));
+            }
             let options = AttentionModuleOptions {
                 scale: Some(f64::from(self.scale)),
                 softcap: (self.softcap > 0.0).then_some(f64::from(self.softcap)),
@@ -104,6 +108,41 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// The attention core as [`super::causal_attention`] (plain f32 Flex tensors; `None`
+    /// otherwise, or when `GREATER_BURN_ATTENTION=1` asks for burn's fused kernel instead).
+    #[cfg(feature = "flex")]
+    fn causal_kernel(&self, q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<5>) -> Option<Tensor<4>> {
+        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if super::switched_off(&OFF, "GREATER_BURN_ATTENTION") {
+            return None;
+        }
+        let [b, nh, s, d] = q.dims();
+        let [_, nkv, t, _] = k.dims();
+        let (qf, kf, vf) = (super::f32_flex(q.clone())?, super::f32_flex(k.clone())?, super::f32_flex(v.clone())?);
+        let mf = super::f32_flex(mask.clone())?;
+        let dims = super::causal_attention::Dims {
+            batch: b,
+            heads: nh,
+            kv_heads: nkv,
+            queries: s,
+            keys: t,
+            head_dim: d,
+            scale: self.scale,
+            softcap: self.softcap,
+        };
+        let out = super::causal_attention::attention(
+            qf.as_slice::<f32>()?,
+            kf.as_slice::<f32>()?,
+            vf.as_slice::<f32>()?,
+            mf.as_slice::<f32>()?,
+            dims,
+        );
+        let out = burn_flex::FlexTensor::from_data(burn::tensor::TensorData::new(out, [b, nh, s, d]));
+        Some(Tensor::from_primitive::<burn_flex::Flex>(out))
+    }
+}
+
 /// Mask entries below this are blocked ([`mask::BLOCKED`](super::mask::BLOCKED) is −∞, open
 /// entries are 0).
 const BLOCKED_BELOW: f32 = f32::MIN;
@@ -121,12 +160,13 @@ fn fused_for(x: &Tensor<3>) -> bool {
     x.dims()[1] >= FUSED_MIN_QUERIES && fused_applies(x)
 }
 
-/// Whether the attention core can run as burn's fused kernel: on plain (not autodiff-tracked) CPU
-/// tensors. burn-flex's kernel takes the grouped key/value heads, the boolean mask broadcast over
-/// heads, the scale and the soft-cap in one pass per head, parallel over heads, with no score
-/// tensor of the whole batch; the decomposed path (scores, mask, softmax, weighted values as
-/// separate ops) stays for gradients and the GPU backends. `GREATER_PLAIN_ATTENTION=1` turns the
-/// fused kernel off, for measuring one against the other.
+/// Whether the attention core can run fused: on plain (not autodiff-tracked) CPU tensors. The
+/// fused core is [`super::causal_attention`] (scores only over the keys each block of queries
+/// sees, a vectorised softmax, one job per head and query block on every core); burn-flex's
+/// kernel stands in where that one does not apply, and `GREATER_BURN_ATTENTION=1` picks it, for
+/// measuring one against the other. The decomposed path (scores, mask, softmax, weighted values
+/// as separate ops) stays for gradients and the GPU backends. `GREATER_PLAIN_ATTENTION=1` turns
+/// the fused core off altogether.
 fn fused_applies<const D: usize>(x: &Tensor<D>) -> bool {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     !super::switched_off(&OFF, "GREATER_PLAIN_ATTENTION") && !x.is_autodiff() && crate::device::is_flex(&x.device())
@@ -156,7 +196,7 @@ mod tests {
         Linear::from_host(w, b, &crate::device::default_device())
     }
 
-    /// burn's fused kernel and the decomposed ops give the same outputs: grouped heads, a
+    /// The fused path (our causal kernel) and the decomposed ops give the same outputs: grouped heads, a
     /// left-padded row, a sliding window, soft-capping, a custom scale, a prefill and then one
     /// cached decode step.
     #[test]
@@ -190,6 +230,18 @@ mod tests {
                 scale: 0.37,
                 softcap,
             };
+            // Plain CPU tensors take our causal kernel (not burn's fused one) on the fused path.
+            let probe = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Default, &device);
+            let slots = vec![(0..3).map(|pos| Slot { valid: true, pos }).collect::<Vec<_>>()];
+            let taken = attn
+                .causal_kernel(
+                    &probe([1, nh, 3, d]),
+                    &probe([1, nkv, 3, d]),
+                    &probe([1, nkv, 3, d]),
+                    &mask::build(&slots, 3, None, &device),
+                )
+                .is_some();
+            assert!(taken || std::env::var_os("GREATER_BURN_ATTENTION").is_some(), "the causal kernel refused");
             let rope = Rope::new(d, 10_000.0, &RopeScaling::None);
             let mut caches = [KvCache::new(2, 8), KvCache::new(2, 8)];
             for (new, x) in [(5, x.clone().slice([0..2, 0..5])), (1, x.clone().slice([0..2, 5..6]))] {

@@ -4,6 +4,8 @@
 //! autodiff graph, so gradient passes only track what the caller marks with `require_grad`.
 
 pub mod attention;
+#[cfg(feature = "flex")]
+pub mod causal_attention;
 pub mod linear;
 pub mod log_softmax;
 pub mod mask;

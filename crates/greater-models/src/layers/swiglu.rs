@@ -62,8 +62,9 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
 
 /// `e^x` within 2 units in the last place for `x` in `[EXP_LO, EXP_HI]`; clamped outside it.
+/// The attention kernel's softmax uses it too.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     let x = x.clamp(EXP_LO, EXP_HI);
     let n = (x * LOG2E).round_ties_even();
     let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
@@ -77,6 +78,12 @@ fn exp(x: f32) -> f32 {
 fn swiglu(g: f32, u: f32) -> f32 {
     g / (1.0 + exp(-g)) * u
 }
+
+/// The eight-lane [`exp`], for the attention kernel's softmax.
+#[cfg(target_arch = "x86_64")]
+pub(super) use avx2::exp as exp8;
+/// Below this `exp` is under the smallest normal float: the softmax takes it as 0.
+pub(super) const EXP_FLOOR: f32 = EXP_LO;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -108,7 +115,7 @@ mod avx2 {
 
     /// The lanes of [`super::exp`].
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn exp(x: __m256) -> __m256 {
+    pub(in crate::layers) unsafe fn exp(x: __m256) -> __m256 {
         let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
         let n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
