@@ -304,6 +304,28 @@ mod tests {
         }
     }
 
+    /// Both softmax paths give blocked scores an exact 0 and agree on the rest (their sums run in
+    /// different orders, so to rounding); rows longer and shorter than a vector.
+    #[test]
+    fn softmax_paths_agree_and_block_exactly() {
+        let mut rng = SplitMix64(3);
+        for n in [1, 7, 8, 19, 130] {
+            let scores = random(&mut rng, n);
+            let mask: Vec<f32> = (0..n).map(|j| if j % 3 == 1 { f32::NEG_INFINITY } else { 0.0 }).collect();
+            let mut rows = Vec::new();
+            for kernel in [Kernel::detect(), Kernel::Portable] {
+                let mut row = scores.clone();
+                softmax_row(&mut row, &mask, 0.7, 0.0, kernel);
+                assert!(row.iter().zip(&mask).all(|(p, m)| m.is_finite() || *p == 0.0), "a blocked key got weight");
+                assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+                rows.push(row);
+            }
+            for (a, b) in rows[0].iter().zip(&rows[1]) {
+                assert!((a - b).abs() <= 1e-6, "n {n}: {a} vs {b}");
+            }
+        }
+    }
+
     /// The spans of a causal mask end at each block's last query and start at the padding.
     #[test]
     fn spans_cover_exactly_the_open_keys() {
