@@ -345,13 +345,19 @@ fn blended_forward(
     let mut local = KvCache::new(rows, s);
     let cache = if cache.capacity() == 0 { &mut local } else { cache };
     let device = model.device();
-    let head: Vec<i64> = (0..rows).flat_map(|r| ids[r * s..r * s + first].iter().copied()).collect();
-    let head_valid: Vec<Vec<bool>> = valid.iter().map(|v| v[..first].to_vec()).collect();
+    let (head, head_valid) = columns(ids, valid, 0..first);
     let all_valid = head_valid.iter().all(|r| r.iter().all(|&v| v));
     let embeds = model.embed(Tensor::<2, Int>::from_data(TensorData::new(head, [rows, first]), device));
     let prefix = model.forward_hidden(embeds, (!all_valid).then_some(&head_valid[..]), cache);
     let rest = blended_columns(model, ids, valid, at, replaced, cache, first..s);
     Tensor::cat(vec![prefix, rest], 1)
+}
+
+/// The ids (`[rows, s]`, flat) and validity of the columns `cols` of every row.
+fn columns(ids: &[i64], valid: &[Vec<bool>], cols: std::ops::Range<usize>) -> (Vec<i64>, Vec<Vec<bool>>) {
+    let s = valid[0].len();
+    let picked = (0..valid.len()).flat_map(|r| ids[r * s + cols.start..r * s + cols.end].iter().copied()).collect();
+    (picked, valid.iter().map(|v| v[cols.clone()].to_vec()).collect())
 }
 
 /// [`blended_forward`] over the columns `cols` of every row, continuing `cache`.
@@ -366,11 +372,9 @@ fn blended_columns(
 ) -> Tensor<3> {
     let (rows, s, n) = (valid.len(), valid[0].len(), cols.len());
     let device = model.device();
-    let pick =
-        |v: &[i64]| -> Vec<i64> { (0..rows).flat_map(|r| v[r * s + cols.start..r * s + cols.end].to_vec()).collect() };
+    let (picked, valid) = columns(ids, valid, cols.clone());
     let at: Vec<f32> = (0..rows).flat_map(|r| at[r * s + cols.start..r * s + cols.end].to_vec()).collect();
-    let valid: Vec<Vec<bool>> = valid.iter().map(|v| v[cols.clone()].to_vec()).collect();
-    let base = model.embed(Tensor::<2, Int>::from_data(TensorData::new(pick(ids), [rows, n]), device));
+    let base = model.embed(Tensor::<2, Int>::from_data(TensorData::new(picked, [rows, n]), device));
     let at = Tensor::<3>::from_data(TensorData::new(at, [rows, n, 1]), device);
     let keep = at.clone().neg() + 1.0;
     let embeds = base * keep + at * replaced;
