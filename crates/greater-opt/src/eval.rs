@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use greater_models::arch::CausalLm;
 use greater_models::cache::KvCache;
-use greater_models::engine::{DraftOptions, EngineOptions, Job, label_logprobs};
+use greater_models::engine::{DraftOptions, EngineOptions, EngineStats, Job, label_logprobs};
 use greater_models::generate::{GenerateOptions, decode, try_prefill};
 use greater_models::layers::download;
 use greater_models::model::LoadedModel;
@@ -110,6 +110,11 @@ pub struct EvalResult {
     pub seconds: f64,
     /// Reasoning and answer tokens generated.
     pub generated_tokens: usize,
+    /// Draft tokens fed for verification, and how many of them were the greedy choice.
+    #[serde(default)]
+    pub drafted_tokens: usize,
+    #[serde(default)]
+    pub accepted_tokens: usize,
 }
 
 impl EvalResult {
@@ -161,7 +166,7 @@ pub fn evaluate_drafted(
     }
     let labels = layouter.label_ids()?;
     let engine = opts.continuous || (opts.draft_chunk > 0 && !drafts.is_empty());
-    let Answered { reasoning, answers, constrained } = if engine {
+    let Answered { reasoning, answers, constrained, stats } = if engine {
         one_pass(model, tok.stop_ids(), &layouts, labels.as_deref(), opts, drafts, observer)?
     } else {
         two_pass(model, tok.stop_ids(), &layouts, labels.as_deref(), opts, observer)?
@@ -204,7 +209,14 @@ pub fn evaluate_drafted(
     }
     let constrained_results = (labels.is_some() && !examples.is_empty()).then_some(&cons[..]);
     let scores = ScoreSummary::new(&exact, &flexible, constrained_results);
-    Ok(EvalResult { records, scores, seconds: start.elapsed().as_secs_f64(), generated_tokens })
+    Ok(EvalResult {
+        records,
+        scores,
+        seconds: start.elapsed().as_secs_f64(),
+        generated_tokens,
+        drafted_tokens: stats.drafted,
+        accepted_tokens: stats.accepted,
+    })
 }
 
 /// Every example's reasoning, greedy answer after the extractor, and constrained label choice.
@@ -212,6 +224,7 @@ struct Answered {
     reasoning: Vec<Vec<u32>>,
     answers: Vec<Vec<u32>>,
     constrained: Vec<Option<usize>>,
+    stats: EngineStats,
 }
 
 /// Reasoning, answer and labels in one engine pass per example (drafted, continuously batched):
@@ -244,10 +257,10 @@ fn one_pass(
         .collect();
     observer.phase("reasoning", layouts.len());
     let stopped = || OptError::Invalid("stopped by the user".into());
-    let (done, _) = generate_with_engine(model, &jobs, &eopts, observer, &stopped)?;
+    let (done, stats) = generate_with_engine(model, &jobs, &eopts, observer, &stopped)?;
     let constrained = done.iter().map(|f| labels.map(|_| best_label(&f.label_logprob))).collect();
     let (reasoning, answers) = done.into_iter().map(|f| (f.ids, f.answer)).unzip();
-    Ok(Answered { reasoning, answers, constrained })
+    Ok(Answered { reasoning, answers, constrained, stats })
 }
 
 /// Reasoning batch by batch, then a second pass that prefills prompt · reasoning · extractor and
@@ -288,7 +301,7 @@ fn two_pass(
         }
         observer.advance(chunk.len());
     }
-    Ok(Answered { reasoning, answers, constrained })
+    Ok(Answered { reasoning, answers, constrained, stats: EngineStats::default() })
 }
 
 /// The label with the highest log-probability (ties: the first).

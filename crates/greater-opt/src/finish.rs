@@ -36,6 +36,8 @@ pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f
     let mut eval_seconds = 0.0;
     // Per split, the last evaluation's reasoning drafts the next one's, and a prompt evaluated
     // once on a split is not evaluated again (the final prompt is one of the top prompts on dev).
+    // On train, a prompt whose reasoning the run kept (the initial one, the top ones) is drafted
+    // from it: the same greedy chains, so only verified, never decoded token by token.
     let mut drafts: HashMap<String, Vec<Vec<u32>>> = HashMap::new();
     let mut done: HashMap<(String, Vec<u32>), EvalResult> = HashMap::new();
     let mut cached = |label: &str, split: &str, examples: &[Example], ids: &[u32]| -> Result<EvalResult, OptError> {
@@ -50,7 +52,8 @@ pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f
             (None, None) => {
                 run.observer.message(&format!("evaluating {label} prompt on {split} ({} examples)", examples.len()));
                 let prompt = PromptInput::Ids(ids.to_vec());
-                let draft = drafts.get(split).map_or(&[][..], Vec::as_slice);
+                let known = if split == "train" { state.reasoning_of(ids) } else { None };
+                let draft = known.or_else(|| drafts.get(split).map(Vec::as_slice)).unwrap_or(&[]);
                 let r = evaluate_drafted(run.loaded, &run.task.spec, examples, &prompt, &opts, draft, run.observer)?;
                 eval_seconds += r.seconds;
                 crate::optimize::state::write_atomic(&path, &serde_json::to_vec(&r).expect("serialises"))?;

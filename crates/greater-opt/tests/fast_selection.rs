@@ -207,7 +207,8 @@ fn drafted_continuous_evaluation_gives_the_plain_records() {
 }
 
 /// The end of a run with drafted evaluations and dev-result reuse writes the records the plain
-/// path writes, and every split keeps its own examples.
+/// path writes, every split keeps its own examples, and train evaluations are drafted from the
+/// reasoning the run kept.
 #[test]
 fn drafted_final_evaluation_writes_the_plain_records() {
     let loaded = tiny_loaded(Family::Llama, 11).unwrap();
@@ -224,7 +225,7 @@ fn drafted_final_evaluation_writes_the_plain_records() {
             let path = entry.unwrap().path();
             let r: greater_opt::eval::EvalResult =
                 serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            out.insert(path.file_name().unwrap().to_string_lossy().into_owned(), r.records);
+            out.insert(path.file_name().unwrap().to_string_lossy().into_owned(), r);
         }
         (report.final_prompt_ids, out)
     };
@@ -232,9 +233,15 @@ fn drafted_final_evaluation_writes_the_plain_records() {
     let (plain_ids, plain) = records(&cfg.clone().without_accelerations());
     assert_eq!(fast_ids, plain_ids);
     assert_eq!(fast.keys().collect::<Vec<_>>(), plain.keys().collect::<Vec<_>>());
-    for (name, recs) in &fast {
-        assert_eq!(recs, &plain[name], "{name}");
-        let want = if name.ends_with("-train.json") { cfg.train } else { cfg.eval_limit };
-        assert_eq!(recs.len(), want, "{name} holds its own split");
+    for (name, r) in &fast {
+        assert_eq!(r.records, plain[name].records, "{name}");
+        let train = name.ends_with("-train.json");
+        let want = if train { cfg.train } else { cfg.eval_limit };
+        assert_eq!(r.records.len(), want, "{name} holds its own split");
+        if train {
+            // The run kept the initial and top prompts' train reasoning: a perfect draft.
+            assert!(r.drafted_tokens > 0, "{name}: not drafted from the run's reasoning");
+            assert_eq!(r.accepted_tokens, r.drafted_tokens, "{name}: the run's reasoning was not the greedy one");
+        }
     }
 }

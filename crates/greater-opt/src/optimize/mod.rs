@@ -23,7 +23,7 @@ use greater_tasks::{Example, Task};
 
 pub use config::{AnswerTarget, GradientThrough, OptimizeConfig, SelectionMistake};
 pub use event::{Attribution, CandidateScore, PhaseSeconds, StepCost, StepEvent};
-pub use state::{Driver, RunState, ScoredPrompt};
+pub use state::{Driver, KnownReasoning, RunState, ScoredPrompt};
 
 use crate::layout::{ExampleLayout, Layouter};
 use crate::{Observer, OptError};

@@ -72,6 +72,19 @@ pub struct RunState {
     pub finished: bool,
     /// Per-step summaries.
     pub history: Vec<StepSummary>,
+    /// The train reasoning of the initial prompt and of every prompt in `top`, as generated when
+    /// each was current: a perfect draft for their train evaluations at the end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known_reasoning: Vec<KnownReasoning>,
+}
+
+/// A prompt's greedy reasoning on every train example.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KnownReasoning {
+    /// Prompt ids.
+    pub ids: Vec<u32>,
+    /// Reasoning ids per train example.
+    pub reasoning: Vec<Vec<u32>>,
 }
 
 impl RunState {
@@ -89,7 +102,23 @@ impl RunState {
             events: 0,
             finished: false,
             history: Vec::new(),
+            known_reasoning: Vec::new(),
         }
+    }
+
+    /// Keep `reasoning` as the train reasoning of `ids` when `ids` is `initial` or in `top`, and
+    /// forget every prompt that is neither.
+    pub fn remember_reasoning(&mut self, ids: &[u32], reasoning: &[Vec<u32>], initial: &[u32]) {
+        if !self.known_reasoning.iter().any(|k| k.ids == ids) {
+            self.known_reasoning.push(KnownReasoning { ids: ids.to_vec(), reasoning: reasoning.to_vec() });
+        }
+        let top = &self.top;
+        self.known_reasoning.retain(|k| k.ids == initial || top.iter().any(|t| t.ids == k.ids));
+    }
+
+    /// The train reasoning of `ids`, if known.
+    pub fn reasoning_of(&self, ids: &[u32]) -> Option<&[Vec<u32>]> {
+        self.known_reasoning.iter().find(|k| k.ids == ids).map(|k| &k.reasoning[..])
     }
 
     /// Record a scored prompt in `best` and `top` (distinct ids, `keep` of them); returns whether
@@ -237,6 +266,30 @@ mod tests {
         let scores: Vec<f32> = s.top.iter().map(|t| t.score).collect();
         assert_eq!(scores, [0.3, 0.4]);
         assert_eq!(s.best.unwrap().ids, [3]);
+    }
+
+    #[test]
+    fn known_reasoning_follows_the_initial_and_top_prompts() {
+        let mut s = RunState::new(vec![9]);
+        let r = |t: u32| vec![vec![t, t]];
+        s.remember_reasoning(&[9], &r(9), &[9]);
+        s.record(p(0.5, &[1]), 2);
+        s.remember_reasoning(&[1], &r(1), &[9]);
+        // Not in `top`: not kept.
+        s.remember_reasoning(&[5], &r(5), &[9]);
+        assert_eq!(s.reasoning_of(&[5]), None);
+        s.record(p(0.3, &[2]), 2);
+        s.remember_reasoning(&[2], &r(2), &[9]);
+        // Known already: the first reasoning stays.
+        s.remember_reasoning(&[2], &r(7), &[9]);
+        assert_eq!(s.reasoning_of(&[2]), Some(&r(2)[..]));
+        // [3] pushes [1] out of the top two: its reasoning goes, the initial prompt's stays.
+        s.record(p(0.1, &[3]), 2);
+        s.remember_reasoning(&[3], &r(3), &[9]);
+        assert_eq!(s.reasoning_of(&[1]), None);
+        assert_eq!(s.reasoning_of(&[9]), Some(&r(9)[..]));
+        let kept: Vec<Vec<u32>> = s.known_reasoning.iter().map(|k| k.ids.clone()).collect();
+        assert_eq!(kept, [vec![9], vec![2], vec![3]]);
     }
 
     #[test]

@@ -160,6 +160,10 @@ pub(super) fn step(
     let mut cost = sel.cost;
     cost.add(&pass_cost);
     let mut next = next_state(&ctx, &sel, seconds)?;
+    if state.reasoning.is_none() {
+        // Generated this step: kept when it is the initial prompt's (or a top prompt's).
+        next.remember_reasoning(&state.control, &reasoning, &prep.initial);
+    }
     let n = ctx.n() as f32;
     let chosen = &sel.scored[sel.winner];
     let attribution = attribution(&grads, &candidates, ctx.current_token(), chosen.token);
@@ -290,10 +294,11 @@ fn next_state(ctx: &StepContext<'_>, sel: &Selection, seconds: PhaseSeconds) -> 
     let scored = ScoredPrompt {
         score: chosen.score,
         text: tok.decode(&chosen_prompt, false)?,
-        ids: chosen_prompt,
+        ids: chosen_prompt.clone(),
         step: state.step,
     };
     let improved = next.record(scored, cfg.top_prompts);
+    next.remember_reasoning(&chosen_prompt, &sel.winner_reasoning, &ctx.prep.initial);
     next.since_improvement = if improved { 0 } else { state.since_improvement + 1 };
     let best_score = next.best.as_ref().map_or(f32::INFINITY, |b| b.score);
     match after_step(best_score, next.since_improvement, cfg) {
