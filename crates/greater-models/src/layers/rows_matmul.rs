@@ -8,10 +8,14 @@
 //! copy bandwidth). No crate we know of offers a threaded f32 product of a handful of rows with a
 //! weight kept in the checkpoint's `[out, in]` layout.
 //!
-//! The layout: each output is a dot product over one contiguous weight row. Tiles of 2 input
-//! rows × 4 weight rows keep 8 accumulators of 8 lanes in registers (AVX2 + FMA), so the four
-//! weight rows are read from memory once and from L1 for the other input rows; the output
-//! columns are split over the rayon pool, so every core streams its own share of the weights.
+//! The layout: each output is a dot product over one contiguous weight row. Tiles of 3 input
+//! rows × 4 weight rows keep 12 accumulators of 8 lanes in registers (AVX2 + FMA; enough
+//! independent chains to keep both multiply-add pipes busy), so the four weight rows are read
+//! from memory once and from cache for the other input rows; the output columns are split over
+//! the rayon pool, so every core streams its own share of the weights. Against 2 × 4 tiles,
+//! measured side by side on the 2-core AMD EPYC (benches/README.md, session 27): decode at batch 8
+//! 7–8 % faster (SmolLM2, Qwen2.5-0.5B), verification forwards of 2–4 tokens × 10 rows 6–13 %
+//! faster, batch 1 level.
 //!
 //! Each tile prefetches the same place in the next tile's weight rows: its rows are streams too
 //! short for the hardware prefetcher (measured: bf16 decode of SmolLM2 at batch 1, 51 → 58 tok/s;
@@ -39,8 +43,8 @@ const PARALLEL_MIN_WORK: usize = 1 << 16;
 
 /// Weight rows per tile.
 const TILE_OUT: usize = 4;
-/// Input rows per tile.
-const TILE_ROWS: usize = 2;
+/// Input rows per tile (four rows left run as two pairs, not three and one).
+const TILE_ROWS: usize = 3;
 /// Lanes of one accumulator.
 const LANES: usize = 8;
 
@@ -173,7 +177,8 @@ impl Job<'_> {
             let outs = (cols.end - o).min(TILE_OUT);
             let mut r = 0;
             while r < self.m {
-                let rows = (self.m - r).min(TILE_ROWS);
+                // Four left are two pairs rather than three and a single row.
+                let rows = if self.m - r == 4 { 2 } else { (self.m - r).min(TILE_ROWS) };
                 tile(self, r, o, rows, outs);
                 r += rows;
             }
@@ -221,7 +226,7 @@ mod portable {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Job, LANES, TILE_OUT, TILE_ROWS, Weights};
+    use super::{Job, LANES, TILE_OUT, Weights};
 
     /// Rows `r..r + rows` × outputs `o..o + outs`.
     ///
@@ -248,9 +253,11 @@ mod avx2 {
         // SAFETY: as the caller promises.
         unsafe {
             match (rows, outs) {
-                (TILE_ROWS, TILE_OUT) => fixed::<TILE_ROWS, TILE_OUT, BF16>(job, w, r, o),
+                (3, TILE_OUT) => fixed::<3, TILE_OUT, BF16>(job, w, r, o),
+                (2, TILE_OUT) => fixed::<2, TILE_OUT, BF16>(job, w, r, o),
                 (1, TILE_OUT) => fixed::<1, TILE_OUT, BF16>(job, w, r, o),
-                (TILE_ROWS, _) => (o..o + outs).for_each(|j| fixed::<TILE_ROWS, 1, BF16>(job, w, r, j)),
+                (3, _) => (o..o + outs).for_each(|j| fixed::<3, 1, BF16>(job, w, r, j)),
+                (2, _) => (o..o + outs).for_each(|j| fixed::<2, 1, BF16>(job, w, r, j)),
                 _ => (o..o + outs).for_each(|j| fixed::<1, 1, BF16>(job, w, r, j)),
             }
         }
@@ -400,7 +407,8 @@ mod tests {
     #[test]
     fn the_portable_kernel_agrees_bit_for_bit_with_the_detected_one() {
         let mut rng = SplitMix64(3);
-        let (m, k, n) = (3, 70, 11);
+        // Seven rows: tiles of three, two and two rows; 70 columns: a lane body and a tail.
+        let (m, k, n) = (7, 70, 11);
         let x = random(&mut rng, m * k);
         let w = random(&mut rng, n * k);
         let mut y = vec![0.0f32; m * n];
