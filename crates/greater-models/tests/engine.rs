@@ -104,9 +104,10 @@ fn drafts_are_accepted_when_right_and_cost_fewer_forwards() {
     let (_, fast) = engine(&m.model, &jobs(&ps, &perfect), &options(&stop, 5, Some(8), true));
     assert_eq!(fast.accepted, fast.drafted, "a perfect draft is accepted whole: {fast:?}");
     assert!(fast.drafted > 0);
-    // At least 3× fewer forwards: the width rule starts each row from a 0.8 hit-rate prior, so
-    // its first chunks are narrower than the 8 tokens a perfect draft would allow.
-    assert!(fast.forwards * 3 <= plain_stats.forwards, "{fast:?} against {plain_stats:?}");
+    // At least 2.5× fewer forwards: the width rule starts each row from a 0.8 hit-rate prior, so
+    // its first chunks (2 tokens at the measured fixed cost) are narrower than the 8 tokens a
+    // perfect draft would allow.
+    assert!(fast.forwards * 5 <= plain_stats.forwards * 2, "{fast:?} against {plain_stats:?}");
     assert_eq!(fast.generated, plain_stats.generated);
     // Every fifth token wrong: proposed, partly rejected, and the output is still the plain one.
     let spoiled: Vec<Vec<u32>> = perfect

@@ -8,11 +8,15 @@ use crate::cache::KvCache;
 use crate::layers::download;
 
 /// A forward's cost that does not grow with the tokens it feeds (reading the weights), in fed
-/// tokens per row. `greater bench models --verify-batch 10` fits it: on the 2-core AMD EPYC of
-/// benches/README.md, over 400 cached tokens, Qwen2.5-0.5B takes 141 ms to feed 1 token per row and
-/// 741 ms for 9 (fixed part 1.43 tokens), SmolLM2 65 ms and 274 ms (1.53). It was 3.8 before the
-/// few-rows kernel made the one-token forward cheap.
-const FIXED_COST: f64 = 1.5;
+/// tokens per row. `greater bench models --verify-batch 10` times it: on the 2-core AMD EPYC of
+/// benches/README.md, over 400 cached tokens, with the 3 × 4-tile few-rows kernel, Qwen2.5-0.5B
+/// takes 133 / 217 / 311 / 408 ms to feed 1 / 2 / 3 / 4 tokens per row (fixed part about 0.6 over
+/// those widths; wider forwards run on gemm and flatten the fit to 0.9–1.4). Measured side by side
+/// (session 27): a Qwen evaluation drafted from another prompt's reasoning took 50.9 s at 1.5,
+/// 47.7 s at 0.6, 45.7 s at 0.3 and 45.9 s without a draft; selection was level (62.1 / 39.5 s per
+/// step at 0.6, 63.9 / 39.2 s at 1.5). It was 3.8 before the few-rows kernel, 1.5 before its
+/// 3-row tiles.
+const FIXED_COST: f64 = 0.6;
 
 /// Tokens fed per row: the verification width with the most expected tokens per unit of cost.
 /// Row `r` expects `1 + Σ_j p_r^j` tokens from `j` draft tokens (`p_r` its hit rate), and a
@@ -74,9 +78,9 @@ mod tests {
         assert_eq!(width(&[vec![1; 8], vec![1; 8]], &[0.99, 0.99]), 9);
         // Drafts that are usually wrong are not worth feeding.
         assert_eq!(width(&[vec![1; 8], vec![1; 8]], &[0.1, 0.1]), 1);
-        // At an 80 % hit rate, the measured fixed cost (1.5 tokens) makes 3 tokens per row the
-        // best width; the old 3.8 made it 5.
-        assert_eq!(width(&[vec![1; 8], vec![1; 8]], &[0.8, 0.8]), 3);
+        // At an 80 % hit rate, the measured fixed cost (0.6 tokens) makes 2 tokens per row the
+        // best width; 1.5 made it 3, 3.8 made it 5.
+        assert_eq!(width(&[vec![1; 8], vec![1; 8]], &[0.8, 0.8]), 2);
         // One good draft among many rows without one: not worth the others' padding.
         let mut rows = vec![vec![]; 9];
         rows.push(vec![1; 8]);
