@@ -105,22 +105,7 @@ pub fn decode_step(model: &AnyModel, batch: usize, cached: usize, capacity: usiz
     let layer = &stack[0];
 
     // A real cache at `cached` tokens, for the full step and for the layer-0 parts.
-    let mut rng = SplitMix64(11);
-    let prompts: Vec<Vec<u32>> =
-        (0..b).map(|_| crate::token_ids(&mut rng, cached, 100, (vocab as u32).min(30_000))).collect();
-    let mut cache = KvCache::new(b, capacity);
-    drop(try_prefill(model, &prompts, &mut cache).expect("the breakdown's prompts are not empty"));
-    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![42i64; b], [b, 1]), &dev);
-
-    // Each timed step is undone with `truncate`, so the cache's buffers stay uniquely owned and
-    // are written in place, as in real decoding (a clone per step would share, then copy, them).
-    let mut live = cache.clone();
-    let step = time(&mut || {
-        let hidden = model.forward_hidden(model.embed(ids.clone()), None, &mut live);
-        argmax_rows(model.lm_head(hidden).reshape([b, vocab]));
-        live.truncate(cached);
-    });
-    drop(live);
+    let (step, cache, ids) = real_step(model, b, cached, capacity, &time);
 
     let x = Tensor::<3>::random([b, 1, h], Distribution::Default, &dev);
     let plan = cache.plan(1, None);
@@ -130,13 +115,7 @@ pub fn decode_step(model: &AnyModel, batch: usize, cached: usize, capacity: usiz
     let k1 = Tensor::<4>::random([b, nkv, 1, d], Distribution::Default, &dev);
     let hidden = Tensor::<3>::random([b, 1, h], Distribution::Default, &dev);
     let logits = model.lm_head(hidden.clone()).reshape([b, vocab]);
-    let kinds = if c.layer_attention.iter().any(|a| matches!(a, LayerAttention::Sliding { .. }))
-        && c.layer_attention.contains(&LayerAttention::Global)
-    {
-        2
-    } else {
-        1
-    };
+    let kinds = mask_kinds(&c);
     let norms_per_layer = if c.sandwich_norms { 4 } else { 2 };
 
     let mut parts = Vec::new();
@@ -190,9 +169,61 @@ pub fn decode_step(model: &AnyModel, batch: usize, cached: usize, capacity: usiz
     let layer_matmul_gbps = layer_weight_bytes(&c) as f64 / (qkv + o + mlp) / 1e9;
     drop(c1);
     let mut experiments = experiments(&mut w, &c, b, &time, model);
+    experiments.extend(mlp_experiments(&mut w, &c, &x, mlp, rotation, &time, &|| &next().mlp));
+    experiments.sort_by(|x, y| y.saving_ms.total_cmp(&x.saving_ms));
+    Breakdown { batch: b, cached, step_ms: step * 1e3, parts_ms, parts, layer_matmul_gbps, experiments }
+}
+
+/// A real decode step of `model` (`forward_hidden`, `lm_head`, argmax) at `b` rows over a cache
+/// prefilled with `cached` random tokens: its time, the cache, and the fed ids.
+fn real_step(
+    model: &AnyModel,
+    b: usize,
+    cached: usize,
+    capacity: usize,
+    time: &dyn Fn(&mut dyn FnMut()) -> f64,
+) -> (f64, KvCache, Tensor<2, Int>) {
+    let (dev, vocab) = (model.device().clone(), model.config().vocab_size);
+    let mut rng = SplitMix64(11);
+    let prompts: Vec<Vec<u32>> =
+        (0..b).map(|_| crate::token_ids(&mut rng, cached, 100, (vocab as u32).min(30_000))).collect();
+    let mut cache = KvCache::new(b, capacity);
+    drop(try_prefill(model, &prompts, &mut cache).expect("the breakdown's prompts are not empty"));
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![42i64; b], [b, 1]), &dev);
+    // Each timed step is undone with `truncate`, so the cache's buffers stay uniquely owned and
+    // are written in place, as in real decoding (a clone per step would share, then copy, them).
+    let mut live = cache.clone();
+    let step = time(&mut || {
+        let hidden = model.forward_hidden(model.embed(ids.clone()), None, &mut live);
+        argmax_rows(model.lm_head(hidden).reshape([b, vocab]));
+        live.truncate(cached);
+    });
+    (step, cache, ids)
+}
+
+/// How many masks (and RoPE tables) a step builds: two when sliding and global layers mix.
+fn mask_kinds(c: &ModelConfig) -> usize {
+    let sliding = c.layer_attention.iter().any(|a| matches!(a, LayerAttention::Sliding { .. }));
+    if sliding && c.layer_attention.contains(&LayerAttention::Global) { 2 } else { 1 }
+}
+
+/// The MLP against its alternatives: on one thread, and with `[out, in]` weights on `xᵀ`
+/// (`[features, batch]`) until one transpose at the end. `mlp` is the current MLP's time; `next`
+/// rotates through cold layers, and the alternative rotates through as many.
+fn mlp_experiments<'l>(
+    w: &mut Weights,
+    c: &ModelConfig,
+    x: &Tensor<3>,
+    mlp: f64,
+    rotation: usize,
+    time: &dyn Fn(&mut dyn FnMut()) -> f64,
+    next: &(dyn Fn() -> &'l GatedMlp + Sync),
+) -> Vec<Experiment> {
+    let (b, h, layers) = (x.dims()[0], c.hidden_size, c.num_hidden_layers);
+    let mut experiments = Vec::new();
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool");
     if rayon::current_num_threads() > 1 {
-        let on_one = time(&mut || one.install(|| drop(next().mlp.forward(x.clone()))));
+        let on_one = time(&mut || one.install(|| drop(next().forward(x.clone()))));
         experiments.push(Experiment::new("mlp on one thread (rayon pool of 1)", layers, mlp, on_one));
     }
     // The MLP with weights kept in checkpoint layout `[out, in]` and used as the left operand,
@@ -215,8 +246,7 @@ pub fn decode_step(model: &AnyModel, batch: usize, cached: usize, capacity: usiz
         drop(dn.clone().matmul(gate * u.clone().matmul(xt.clone())).transpose().reshape([b, 1, h]));
     });
     experiments.push(Experiment::new("mlp with [out, in] weights: (W · xᵀ)ᵀ", layers, mlp, transposed));
-    experiments.sort_by(|x, y| y.saving_ms.total_cmp(&x.saving_ms));
-    Breakdown { batch: b, cached, step_ms: step * 1e3, parts_ms, parts, layer_matmul_gbps, experiments }
+    experiments
 }
 
 /// Bytes the rotation of timed layers must exceed: twice a typical 32 MiB last-level cache.

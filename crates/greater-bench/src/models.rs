@@ -246,18 +246,7 @@ fn model_names(given: &[String]) -> Result<Vec<String>> {
 
 fn measure_model(name: &str, args: &ModelsArgs, device: &burn::tensor::Device, bw: &Bandwidth) -> Result<ModelReport> {
     let t = Instant::now();
-    let (loaded, path) = if let Some(shape) = name.strip_prefix("random:") {
-        // A random model in a real shape, built on the device (nothing to download or carry).
-        eprintln!("{name}: building seeded random weights");
-        let shape = greater_models::random::shape(shape)?;
-        let scratch = args.common.out.join(format!("random-{}", shape.name));
-        let dtype = greater_models::random::WeightDtype::F32;
-        (greater_models::random::load(shape, 0, dtype, device, &scratch)?, PathBuf::from(name))
-    } else {
-        let path = crate::resolve_model(name)?;
-        eprintln!("{name}: loading {}", path.display());
-        (LoadedModel::load(&path, device).map_err(anyhow::Error::from)?, path)
-    };
+    let (loaded, path) = load(name, args, device)?;
     let load_s = t.elapsed().as_secs_f64();
     let model = &loaded.model;
     let c = model.config().clone();
@@ -266,28 +255,7 @@ fn measure_model(name: &str, args: &ModelsArgs, device: &burn::tensor::Device, b
     let lo = 1000.min(hi / 2);
 
     eprintln!("{name}: prefill 1x{}", args.prefill_tokens);
-    let (m, k, n) = largest_matmul(&c, args.prefill_tokens);
-    let gemm_largest = machine::gemm_rate(device, m, k, n, args.gemm_runs);
-    let prompt = vec![token_ids(&mut rng, args.prefill_tokens, lo, hi)];
-    let runs_s = machine::time_runs(1, args.runs, || {
-        let mut cache = KvCache::new(1, args.prefill_tokens);
-        let logits = try_prefill(model, &prompt, &mut cache).expect("the prefill prompt is not empty");
-        device.sync().expect("device sync");
-        drop(logits);
-    });
-    let median_s = machine::median_s(&runs_s);
-    let flops = c.prefill_flops(args.prefill_tokens);
-    let gflops = flops / median_s / 1e9;
-    let prefill = Prefill {
-        tokens: args.prefill_tokens,
-        runs_s,
-        median_s,
-        tokens_per_s: args.prefill_tokens as f64 / median_s,
-        flops,
-        gflops,
-        fraction_of_gemm: gflops / gemm_largest.gflops,
-    };
-
+    let (gemm_largest, prefill) = measure_prefill(model, args, &mut rng, lo, hi);
     let mut decodes = Vec::new();
     for &b in &args.batches {
         eprintln!("{name}: decode batch {b}, {} new tokens", args.new_tokens);
@@ -337,6 +305,52 @@ fn measure_model(name: &str, args: &ModelsArgs, device: &burn::tensor::Device, b
         verify,
         goals,
     })
+}
+
+/// Load `name`: a cached or local model, or `random:SHAPE` built on the device.
+fn load(name: &str, args: &ModelsArgs, device: &burn::tensor::Device) -> Result<(LoadedModel, PathBuf)> {
+    Ok(if let Some(shape) = name.strip_prefix("random:") {
+        // A random model in a real shape, built on the device (nothing to download or carry).
+        eprintln!("{name}: building seeded random weights");
+        let shape = greater_models::random::shape(shape)?;
+        let scratch = args.common.out.join(format!("random-{}", shape.name));
+        let dtype = greater_models::random::WeightDtype::F32;
+        (greater_models::random::load(shape, 0, dtype, device, &scratch)?, PathBuf::from(name))
+    } else {
+        let path = crate::resolve_model(name)?;
+        eprintln!("{name}: loading {}", path.display());
+        (LoadedModel::load(&path, device).map_err(anyhow::Error::from)?, path)
+    })
+}
+
+/// The prefill of one prompt of `args.prefill_tokens` random ids, next to the largest GEMM of
+/// the model at that length.
+fn measure_prefill(model: &AnyModel, args: &ModelsArgs, rng: &mut SplitMix64, lo: u32, hi: u32) -> (GemmRate, Prefill) {
+    let c = model.config();
+    let device = model.device();
+    let (m, k, n) = largest_matmul(c, args.prefill_tokens);
+    let gemm_largest = machine::gemm_rate(device, m, k, n, args.gemm_runs);
+    let prompt = vec![token_ids(rng, args.prefill_tokens, lo, hi)];
+    let runs_s = machine::time_runs(1, args.runs, || {
+        let mut cache = KvCache::new(1, args.prefill_tokens);
+        let logits = try_prefill(model, &prompt, &mut cache).expect("the prefill prompt is not empty");
+        device.sync().expect("device sync");
+        drop(logits);
+    });
+    let median_s = machine::median_s(&runs_s);
+    let flops = c.prefill_flops(args.prefill_tokens);
+    let gflops = flops / median_s / 1e9;
+    let prefill = Prefill {
+        tokens: args.prefill_tokens,
+        runs_s,
+        median_s,
+        tokens_per_s: args.prefill_tokens as f64 / median_s,
+        flops,
+        gflops,
+        fraction_of_gemm: gflops / gemm_largest.gflops,
+    };
+
+    (gemm_largest, prefill)
 }
 
 fn measure_decode(model: &AnyModel, prompts: &[Vec<u32>], args: &ModelsArgs) -> Result<Decode> {

@@ -3,7 +3,7 @@
 //! Each evaluation is saved as soon as it is done, so a resumed run skips it.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use greater_tasks::Example;
 use greater_tasks::{Accuracy, PairedComparison};
@@ -17,99 +17,34 @@ use crate::{OptError, report};
 pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f64) -> Result<Report, OptError> {
     let cfg = run.cfg;
     let tok = &run.loaded.tokenizer;
-    let opts = EvalOptions {
-        max_reasoning_tokens: cfg.max_reasoning_tokens,
-        max_answer_tokens: crate::eval::MAX_ANSWER_TOKENS,
-        batch_size: cfg.batch_size,
-        placement: cfg.placement(),
-        draft_chunk: if cfg.draft { cfg.draft_chunk } else { 0 },
-        draft_ngram: cfg.draft_ngram,
-        continuous: cfg.continuous_batching,
-    };
     let limit = |xs: &[Example]| -> Vec<Example> {
         if cfg.eval_limit == 0 { xs.to_vec() } else { xs.iter().take(cfg.eval_limit).cloned().collect() }
     };
     let dev = limit(&run.task.dev);
     let test = limit(&run.task.test);
-    let evals = run.dir.join("evals");
-    std::fs::create_dir_all(&evals).map_err(|e| OptError::io(&evals, e))?;
-    let mut eval_seconds = 0.0;
-    // Per split, the last evaluation's reasoning drafts the next one's, and a prompt evaluated
-    // once on a split is not evaluated again (the final prompt is one of the top prompts on dev).
-    // On train, a prompt whose reasoning the run kept (the initial one, the top ones) is drafted
-    // from it: the same greedy chains, so only verified, never decoded token by token.
-    let mut drafts: HashMap<String, Vec<Vec<u32>>> = HashMap::new();
-    let mut done: HashMap<(String, Vec<u32>), EvalResult> = HashMap::new();
-    let mut cached = |label: &str, split: &str, examples: &[Example], ids: &[u32]| -> Result<EvalResult, OptError> {
-        let path = evals.join(format!("{label}-{split}.json"));
-        let r = match (read_eval(&path)?, done.get(&(split.to_string(), ids.to_vec()))) {
-            (Some(r), _) => r,
-            (None, Some(r)) => {
-                let r = r.clone();
-                crate::optimize::state::write_atomic(&path, &serde_json::to_vec(&r).expect("serialises"))?;
-                r
-            }
-            (None, None) => {
-                run.observer.message(&format!("evaluating {label} prompt on {split} ({} examples)", examples.len()));
-                let prompt = PromptInput::Ids(ids.to_vec());
-                let known = if split == "train" { state.reasoning_of(ids) } else { None };
-                let draft = known.or_else(|| drafts.get(split).map(Vec::as_slice)).unwrap_or(&[]);
-                let r = evaluate_drafted(run.loaded, &run.task.spec, examples, &prompt, &opts, draft, run.observer)?;
-                eval_seconds += r.seconds;
-                crate::optimize::state::write_atomic(&path, &serde_json::to_vec(&r).expect("serialises"))?;
-                r
-            }
-        };
-        if r.records.iter().all(|rec| !rec.reasoning_ids.is_empty() || rec.reasoning_tokens == 0) {
-            drafts.insert(split.to_string(), r.records.iter().map(|rec| rec.reasoning_ids.clone()).collect());
-        }
-        done.insert((split.to_string(), ids.to_vec()), r.clone());
-        Ok(r)
-    };
-
-    let mut dev_candidates = Vec::new();
+    let mut evaluator = Evaluator::new(run, state)?;
     let mut final_ids = state.best.as_ref().map_or(state.control.clone(), |b| b.ids.clone());
+    let mut dev_candidates = Vec::new();
     if cfg.final_eval && !dev.is_empty() && !state.top.is_empty() {
-        let mut best: Option<(f64, usize)> = None;
-        for (i, p) in state.top.iter().enumerate() {
-            let r = cached(&format!("top{i}"), "dev", &dev, &p.ids)?;
-            let acc = r.scores.exact.accuracy;
-            // `top` is sorted by train score, so on equal dev accuracy the earlier (lower) wins.
-            if best.is_none_or(|(a, _)| acc > a) {
-                best = Some((acc, i));
-            }
-            dev_candidates.push(DevCandidate {
-                text: p.text.clone(),
-                ids: p.ids.clone(),
-                train_score: p.score,
-                dev_accuracy: acc,
-            });
-        }
-        if let Some((_, i)) = best {
-            final_ids = state.top[i].ids.clone();
-        }
+        let (ids, candidates) = choose_on_dev(&mut evaluator, state, &dev)?;
+        (final_ids, dev_candidates) = (ids, candidates);
     }
-
     let mut initial = Accuracies::default();
     let mut fin = Accuracies::default();
     let mut test_difference = None;
     if cfg.final_eval {
         let splits: [(&str, &[Example]); 3] = [("train", &prep.examples), ("dev", &dev), ("test", &test)];
-        let mut test_results: Vec<Vec<bool>> = Vec::new();
         for (split, examples) in splits {
             if examples.is_empty() {
                 continue;
             }
-            let a = cached("initial", split, examples, &prep.initial)?;
-            let b = cached("final", split, examples, &final_ids)?;
+            let a = evaluator.evaluate("initial", split, examples, &prep.initial)?;
+            let b = evaluator.evaluate("final", split, examples, &final_ids)?;
             initial.set(split, a.scores.exact);
             fin.set(split, b.scores.exact);
             if split == "test" {
-                test_results = vec![a.correct(), b.correct()];
+                test_difference = Some(PairedComparison::new(&a.correct(), &b.correct())?);
             }
-        }
-        if test_results.len() == 2 {
-            test_difference = Some(PairedComparison::new(&test_results[0], &test_results[1])?);
         }
     }
     let phase = |f: fn(&PhaseSeconds) -> f64| state.history.iter().map(|h| f(&h.seconds)).sum::<f64>();
@@ -132,13 +67,114 @@ pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f
             proposal: phase(|s| s.proposal),
             gradient: phase(|s| s.gradient),
             selection: phase(|s| s.selection),
-            evaluation: eval_seconds,
+            evaluation: evaluator.seconds,
         },
         history: state.history.clone(),
         config: cfg.clone(),
     };
     report::write(&run.dir, &report)?;
     Ok(report)
+}
+
+/// The top prompts on dev: the final prompt (the best dev accuracy; `top` is sorted by train
+/// score, so on equal accuracy the earlier wins) and every candidate's record.
+fn choose_on_dev(
+    evaluator: &mut Evaluator<'_, '_>,
+    state: &RunState,
+    dev: &[Example],
+) -> Result<(Vec<u32>, Vec<DevCandidate>), OptError> {
+    let mut best: Option<(f64, usize)> = None;
+    let mut candidates = Vec::new();
+    for (i, p) in state.top.iter().enumerate() {
+        let acc = evaluator.evaluate(&format!("top{i}"), "dev", dev, &p.ids)?.scores.exact.accuracy;
+        if best.is_none_or(|(a, _)| acc > a) {
+            best = Some((acc, i));
+        }
+        candidates.push(DevCandidate {
+            text: p.text.clone(),
+            ids: p.ids.clone(),
+            train_score: p.score,
+            dev_accuracy: acc,
+        });
+    }
+    let at = best.map_or(0, |(_, i)| i);
+    Ok((state.top[at].ids.clone(), candidates))
+}
+
+/// The final evaluations of one run. Each is saved as `evals/{label}-{split}.json` as soon as it
+/// is done and read back on resume. Per split, the last evaluation's reasoning drafts the next
+/// one's, and a prompt evaluated once on a split is not evaluated again (the final prompt is one
+/// of the top prompts on dev). On train, a prompt whose reasoning the run kept (the initial one,
+/// the top ones) is drafted from it: the same greedy chains, so only verified, never decoded
+/// token by token.
+struct Evaluator<'r, 'a> {
+    run: &'r Run<'a>,
+    state: &'r RunState,
+    opts: EvalOptions,
+    dir: PathBuf,
+    drafts: HashMap<String, Vec<Vec<u32>>>,
+    done: HashMap<(String, Vec<u32>), EvalResult>,
+    /// Seconds spent evaluating in this process (saved evaluations cost none).
+    seconds: f64,
+}
+
+impl<'r, 'a> Evaluator<'r, 'a> {
+    fn new(run: &'r Run<'a>, state: &'r RunState) -> Result<Self, OptError> {
+        let cfg = run.cfg;
+        let opts = EvalOptions {
+            max_reasoning_tokens: cfg.max_reasoning_tokens,
+            max_answer_tokens: crate::eval::MAX_ANSWER_TOKENS,
+            batch_size: cfg.batch_size,
+            placement: cfg.placement(),
+            draft_chunk: if cfg.draft { cfg.draft_chunk } else { 0 },
+            draft_ngram: cfg.draft_ngram,
+            continuous: cfg.continuous_batching,
+        };
+        let dir = run.dir.join("evals");
+        std::fs::create_dir_all(&dir).map_err(|e| OptError::io(&dir, e))?;
+        Ok(Self { run, state, opts, dir, drafts: HashMap::new(), done: HashMap::new(), seconds: 0.0 })
+    }
+
+    /// Prompt `ids` (called `label`) on `examples` of `split`: saved, done before, or run now.
+    fn evaluate(
+        &mut self,
+        label: &str,
+        split: &str,
+        examples: &[Example],
+        ids: &[u32],
+    ) -> Result<EvalResult, OptError> {
+        let path = self.dir.join(format!("{label}-{split}.json"));
+        let key = (split.to_string(), ids.to_vec());
+        let r = match (read_eval(&path)?, self.done.get(&key)) {
+            (Some(r), _) => r,
+            (None, Some(r)) => {
+                let r = r.clone();
+                write_eval(&path, &r)?;
+                r
+            }
+            (None, None) => {
+                let run = self.run;
+                run.observer.message(&format!("evaluating {label} prompt on {split} ({} examples)", examples.len()));
+                let prompt = PromptInput::Ids(ids.to_vec());
+                let known = if split == "train" { self.state.reasoning_of(ids) } else { None };
+                let draft = known.or_else(|| self.drafts.get(split).map(Vec::as_slice)).unwrap_or(&[]);
+                let r =
+                    evaluate_drafted(run.loaded, &run.task.spec, examples, &prompt, &self.opts, draft, run.observer)?;
+                self.seconds += r.seconds;
+                write_eval(&path, &r)?;
+                r
+            }
+        };
+        if r.records.iter().all(|rec| !rec.reasoning_ids.is_empty() || rec.reasoning_tokens == 0) {
+            self.drafts.insert(split.to_string(), r.records.iter().map(|rec| rec.reasoning_ids.clone()).collect());
+        }
+        self.done.insert(key, r.clone());
+        Ok(r)
+    }
+}
+
+fn write_eval(path: &Path, r: &EvalResult) -> Result<(), OptError> {
+    crate::optimize::state::write_atomic(path, &serde_json::to_vec(r).expect("serialises"))
 }
 
 fn read_eval(path: &Path) -> Result<Option<EvalResult>, OptError> {

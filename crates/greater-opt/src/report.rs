@@ -195,13 +195,24 @@ fn render_html(r: &Report, initial: Option<&EvalResult>, fin: Option<&EvalResult
         "<p>Seconds: total {:.0}; generation {:.0}, proposal {:.0}, gradient {:.0}, selection {:.0}, evaluation {:.0}</p>",
         s.total, s.generation, s.proposal, s.gradient, s.selection, s.evaluation
     );
-    h += "<h2>Per step</h2>";
-    h += &svg_line(
+    render_evolution(&mut h, r);
+    render_dev(&mut h, r);
+    if let (Some(a), Some(b)) = (initial, fin) {
+        render_test(&mut h, a, b);
+    }
+    h += "</body></html>";
+    h
+}
+
+/// The per-step curves and the prompt evolution table.
+fn render_evolution(h: &mut String, r: &Report) {
+    *h += "<h2>Per step</h2>";
+    *h += &svg_line(
         "selection score (mistake rate + w·prompt NLL)",
         &r.history.iter().map(|x| x.score).collect::<Vec<_>>(),
     );
-    h += &svg_line("teacher-forced mistake rate", &r.history.iter().map(|x| x.mistake_rate).collect::<Vec<_>>());
-    h += "<h2>Prompt evolution</h2><table><tr><th>step</th><th>score</th><th>prompt</th>\
+    *h += &svg_line("teacher-forced mistake rate", &r.history.iter().map(|x| x.mistake_rate).collect::<Vec<_>>());
+    *h += "<h2>Prompt evolution</h2><table><tr><th>step</th><th>score</th><th>prompt</th>\
           <th title=\"training examples whose gradient pushed hardest for the change (Δ loss, first order); \
           greater explain DIR --step N shows all\">driven by</th></tr>";
     let mut prev = r.initial_prompt.clone();
@@ -224,9 +235,13 @@ fn render_html(r: &Report, initial: Option<&EvalResult>, fin: Option<&EvalResult
         );
         prev = x.text.clone();
     }
-    h += "</table>";
+    *h += "</table>";
+}
+
+/// The top prompts' train scores and dev accuracies.
+fn render_dev(h: &mut String, r: &Report) {
     if !r.dev_candidates.is_empty() {
-        h += "<h2>Dev selection</h2><table><tr><th>prompt</th><th>train score</th><th>dev accuracy</th></tr>";
+        *h += "<h2>Dev selection</h2><table><tr><th>prompt</th><th>train score</th><th>dev accuracy</th></tr>";
         for c in &r.dev_candidates {
             let _ = write!(
                 h,
@@ -236,33 +251,33 @@ fn render_html(r: &Report, initial: Option<&EvalResult>, fin: Option<&EvalResult
                 100.0 * c.dev_accuracy
             );
         }
-        h += "</table>";
+        *h += "</table>";
     }
-    if let (Some(a), Some(b)) = (initial, fin) {
-        h += "<h2>Test examples</h2><table><tr><th>#</th><th>question</th><th>gold</th><th>initial answer</th><th>final answer</th></tr>";
-        for (x, y) in a.records.iter().zip(&b.records) {
-            let cell = |r: &crate::eval::ExampleRecord| {
-                format!(
-                    "<td class=\"{}\" title=\"{}\">{}</td>",
-                    if r.correct { "ok" } else { "bad" },
-                    esc(&r.reasoning),
-                    esc(&r.raw_answer)
-                )
-            };
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td>{}{}</tr>",
-                x.index,
-                esc(&x.input),
-                esc(&x.gold),
-                cell(x),
-                cell(y)
-            );
-        }
-        h += "</table>";
+}
+
+/// Every test example under the initial and the final prompt.
+fn render_test(h: &mut String, a: &EvalResult, b: &EvalResult) {
+    *h += "<h2>Test examples</h2><table><tr><th>#</th><th>question</th><th>gold</th><th>initial answer</th><th>final answer</th></tr>";
+    for (x, y) in a.records.iter().zip(&b.records) {
+        let cell = |r: &crate::eval::ExampleRecord| {
+            format!(
+                "<td class=\"{}\" title=\"{}\">{}</td>",
+                if r.correct { "ok" } else { "bad" },
+                esc(&r.reasoning),
+                esc(&r.raw_answer)
+            )
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td>{}{}</tr>",
+            x.index,
+            esc(&x.input),
+            esc(&x.gold),
+            cell(x),
+            cell(y)
+        );
     }
-    h += "</body></html>";
-    h
+    *h += "</table>";
 }
 
 /// `new` with the words that differ from `old` (by position) highlighted.

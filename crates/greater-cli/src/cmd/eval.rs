@@ -99,31 +99,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bail!("task `{}` has no {} examples to evaluate", task.name, split.name());
     }
     let loaded = load_model(&args.model)?;
-    let placement = Placement {
-        joiner: args
-            .joiner
-            .clone()
-            .or_else(|| from.as_ref().map(|r| r.config.joiner.clone()))
-            .unwrap_or_else(|| greater_tasks::DEFAULT_JOINER.into()),
-        frozen_prefix: args
-            .frozen_prefix
-            .clone()
-            .or_else(|| from.as_ref().map(|r| r.config.frozen_prefix.clone()))
-            .unwrap_or_else(|| greater_tasks::DEFAULT_FROZEN_PREFIX.into()),
-        place: args.placing.place().or_else(|| from.as_ref().and_then(|r| r.config.prompt_placement)),
-        system: args.placing.system().or_else(|| from.as_ref().and_then(|r| r.config.system_prompt.clone())),
-    };
-    let prompt = match (&args.prompt, &from) {
-        (Some(text), _) => PromptInput::Text(text.clone()),
-        (None, Some(report)) if same_model(&report.model, &args.model) => {
-            PromptInput::Ids(report.final_prompt_ids.clone())
-        }
-        (None, Some(report)) => {
-            eprintln!("the run used model {}; re-tokenising its final prompt text for {}", report.model, args.model);
-            PromptInput::Text(report.final_prompt.clone())
-        }
-        (None, None) => PromptInput::Text(greater_tasks::DEFAULT_INITIAL_PROMPT.into()),
-    };
+    let placement = placement(&args, from.as_ref());
+    let prompt = prompt_input(&args, from.as_ref());
     let opts = EvalOptions {
         max_reasoning_tokens: args.max_reasoning_tokens,
         max_answer_tokens: MAX_ANSWER_TOKENS,
@@ -160,28 +137,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     bars.finish();
 
     println!("{label}");
-    print_scores("prompt", &text_of(&prompt)?, &first);
-    let paired = match (&second, &args.compare) {
-        (Some(second), Some(text)) => {
-            print_scores("compare", text, second);
-            let cmp = PairedComparison::new(&first.correct(), &second.correct())?;
-            println!(
-                "paired difference (compare − prompt): {:+.1} points; prompt right/compare wrong {}, prompt wrong/compare right {}; exact McNemar p = {:.4}",
-                100.0 * cmp.difference,
-                cmp.b,
-                cmp.c,
-                cmp.p_value
-            );
-            Some(cmp)
-        }
-        _ => None,
-    };
+    let text = text_of(&prompt)?;
+    print_scores("prompt", &text, &first);
+    let compared = second.as_ref().zip(args.compare.as_deref());
+    let paired = compared.map(|(second, text)| print_paired(&first, second, text)).transpose()?;
     if let Some(out) = &args.out {
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        write_records(&out.join("examples.jsonl"), &first)?;
-        if let Some(second) = &second {
-            write_records(&out.join("examples-compare.jsonl"), second)?;
-        }
         let config = serde_json::json!({
             "model": args.model,
             "model_file": loaded.source,
@@ -192,18 +152,82 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "prompt_from": args.prompt_from,
             "options": opts,
         });
-        let mut summary = summary_json(&text_of(&prompt)?, &prompt, &first);
+        let mut summary = summary_json(&text, &prompt, &first);
         summary["config"] = config;
-        if let (Some(second), Some(text)) = (&second, &args.compare) {
-            summary["compare"] = summary_json(text, &PromptInput::Text(text.clone()), second);
+        if let Some((second, text)) = compared {
+            summary["compare"] = summary_json(text, &PromptInput::Text(text.to_string()), second);
             summary["paired"] = serde_json::to_value(paired).expect("comparison serialises");
         }
-        let path = out.join("summary.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&summary).expect("summary serialises") + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {} and {}", out.join("examples.jsonl").display(), path.display());
+        write_outputs(out, &first, second.as_ref(), &summary)?;
     }
     Ok(())
+}
+
+/// Print the second prompt's scores and the paired difference to the first.
+fn print_paired(first: &EvalResult, second: &EvalResult, text: &str) -> Result<PairedComparison> {
+    print_scores("compare", text, second);
+    let cmp = PairedComparison::new(&first.correct(), &second.correct())?;
+    println!(
+        "paired difference (compare − prompt): {:+.1} points; prompt right/compare wrong {}, prompt wrong/compare right {}; exact McNemar p = {:.4}",
+        100.0 * cmp.difference,
+        cmp.b,
+        cmp.c,
+        cmp.p_value
+    );
+    Ok(cmp)
+}
+
+/// Write examples.jsonl (and examples-compare.jsonl) and summary.json into `out`.
+fn write_outputs(
+    out: &Path,
+    first: &EvalResult,
+    second: Option<&EvalResult>,
+    summary: &serde_json::Value,
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    write_records(&out.join("examples.jsonl"), first)?;
+    if let Some(second) = second {
+        write_records(&out.join("examples-compare.jsonl"), second)?;
+    }
+    let path = out.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(summary).expect("summary serialises") + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {} and {}", out.join("examples.jsonl").display(), path.display());
+    Ok(())
+}
+
+/// Where the prompt goes: the flags, else the run's (with --prompt-from), else the defaults.
+fn placement(args: &EvalArgs, from: Option<&Report>) -> Placement {
+    Placement {
+        joiner: args
+            .joiner
+            .clone()
+            .or_else(|| from.map(|r| r.config.joiner.clone()))
+            .unwrap_or_else(|| greater_tasks::DEFAULT_JOINER.into()),
+        frozen_prefix: args
+            .frozen_prefix
+            .clone()
+            .or_else(|| from.map(|r| r.config.frozen_prefix.clone()))
+            .unwrap_or_else(|| greater_tasks::DEFAULT_FROZEN_PREFIX.into()),
+        place: args.placing.place().or_else(|| from.and_then(|r| r.config.prompt_placement)),
+        system: args.placing.system().or_else(|| from.and_then(|r| r.config.system_prompt.clone())),
+    }
+}
+
+/// The prompt to evaluate: --prompt, else the run's final prompt (its ids on the same model, its
+/// text re-tokenised on another), else GReaTer's initial prompt.
+fn prompt_input(args: &EvalArgs, from: Option<&Report>) -> PromptInput {
+    match (&args.prompt, from) {
+        (Some(text), _) => PromptInput::Text(text.clone()),
+        (None, Some(report)) if same_model(&report.model, &args.model) => {
+            PromptInput::Ids(report.final_prompt_ids.clone())
+        }
+        (None, Some(report)) => {
+            eprintln!("the run used model {}; re-tokenising its final prompt text for {}", report.model, args.model);
+            PromptInput::Text(report.final_prompt.clone())
+        }
+        (None, None) => PromptInput::Text(greater_tasks::DEFAULT_INITIAL_PROMPT.into()),
+    }
 }
 
 /// Read an optimisation run's report.

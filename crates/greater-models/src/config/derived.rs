@@ -53,11 +53,17 @@ impl ModelConfig {
     /// every float is finite with the right sign. `path` names the source in the error, whose
     /// `field` is the config field at fault.
     pub fn validate(&self, path: impl AsRef<Path>) -> Result<(), LoadError> {
-        let bad = |field: &str, reason: String| LoadError::BadField {
+        let bad = |(field, reason): (&str, String)| LoadError::BadField {
             path: path.as_ref().to_path_buf(),
             field: field.to_owned(),
             reason,
         };
+        self.check_shapes().and_then(|()| self.check_scalars()).and_then(|()| self.check_rope_scaling()).map_err(bad)
+    }
+
+    /// Sizes are positive, heads group evenly, RoPE pairs fit the head, every layer has its
+    /// attention kind.
+    fn check_shapes(&self) -> Result<(), (&'static str, String)> {
         let sizes = [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
@@ -70,11 +76,11 @@ impl ModelConfig {
         ];
         for (field, value) in sizes {
             if value == 0 {
-                return Err(bad(field, "must be positive, found 0".into()));
+                return Err((field, "must be positive, found 0".into()));
             }
         }
         if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
-            return Err(bad(
+            return Err((
                 "num_key_value_heads",
                 format!(
                     "{} does not divide num_attention_heads = {}",
@@ -83,10 +89,10 @@ impl ModelConfig {
             ));
         }
         if !self.head_dim.is_multiple_of(2) {
-            return Err(bad("head_dim", format!("must be even for RoPE, found {}", self.head_dim)));
+            return Err(("head_dim", format!("must be even for RoPE, found {}", self.head_dim)));
         }
         if self.layer_attention.len() != self.num_hidden_layers {
-            return Err(bad(
+            return Err((
                 "layer_attention",
                 format!(
                     "has {} entries for num_hidden_layers = {}",
@@ -96,8 +102,13 @@ impl ModelConfig {
             ));
         }
         if let Some(i) = self.layer_attention.iter().position(|a| *a == LayerAttention::Sliding { window: 0 }) {
-            return Err(bad("layer_attention", format!("layer {i} has a sliding window of 0")));
+            return Err(("layer_attention", format!("layer {i} has a sliding window of 0")));
         }
+        Ok(())
+    }
+
+    /// Norm epsilon, RoPE bases and scales are positive; soft-caps are non-negative.
+    fn check_scalars(&self) -> Result<(), (&'static str, String)> {
         let positive = [
             ("rms_norm_eps", self.rms_norm_eps),
             ("rope_theta", self.rope_theta),
@@ -107,7 +118,7 @@ impl ModelConfig {
         ];
         for (field, value) in positive {
             if !(value.is_finite() && value > 0.0) {
-                return Err(bad(field, format!("must be finite and positive, found {value}")));
+                return Err((field, format!("must be finite and positive, found {value}")));
             }
         }
         let non_negative = [
@@ -116,35 +127,37 @@ impl ModelConfig {
         ];
         for (field, value) in non_negative {
             if !(value.is_finite() && value >= 0.0) {
-                return Err(bad(field, format!("must be finite and non-negative (0 = off), found {value}")));
+                return Err((field, format!("must be finite and non-negative (0 = off), found {value}")));
             }
         }
+        Ok(())
+    }
+
+    /// The RoPE scaling's factors are usable.
+    fn check_rope_scaling(&self) -> Result<(), (&'static str, String)> {
         match self.rope_scaling {
             RopeScaling::None => {}
             RopeScaling::Linear { factor } => {
                 if !(factor.is_finite() && factor > 0.0) {
-                    return Err(bad("rope_scaling.factor", format!("must be finite and positive, found {factor}")));
+                    return Err(("rope_scaling.factor", format!("must be finite and positive, found {factor}")));
                 }
             }
             RopeScaling::Llama3(s) => {
                 if !(s.factor.is_finite() && s.factor > 0.0 && s.low_freq_factor > 0.0) {
-                    return Err(bad(
+                    return Err((
                         "rope_scaling",
                         format!("factor {} and low_freq_factor {} must be positive", s.factor, s.low_freq_factor),
                     ));
                 }
                 // The smoothing between the two wavelength limits divides by their difference.
                 if s.high_freq_factor.partial_cmp(&s.low_freq_factor) != Some(std::cmp::Ordering::Greater) {
-                    return Err(bad(
+                    return Err((
                         "rope_scaling.high_freq_factor",
                         format!("{} must exceed low_freq_factor {}", s.high_freq_factor, s.low_freq_factor),
                     ));
                 }
                 if s.original_max_position_embeddings == 0 {
-                    return Err(bad(
-                        "rope_scaling.original_max_position_embeddings",
-                        "must be positive, found 0".into(),
-                    ));
+                    return Err(("rope_scaling.original_max_position_embeddings", "must be positive, found 0".into()));
                 }
             }
         }

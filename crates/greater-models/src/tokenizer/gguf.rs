@@ -106,34 +106,8 @@ struct GgufVocab {
 
 impl GgufVocab {
     fn read(md: &Metadata, path: &Path) -> Result<Self, LoadError> {
-        let model = md.get_str("tokenizer.ggml.model").map(str::to_owned);
-        let required_arrays: &[&str] = match model.as_deref() {
-            Some("gpt2") => &["tokenizer.ggml.tokens", "tokenizer.ggml.merges"],
-            Some("llama") => &["tokenizer.ggml.tokens", "tokenizer.ggml.scores"],
-            _ => &["tokenizer.ggml.tokens"],
-        };
-        let mut missing: Vec<String> =
-            required_arrays.iter().filter(|key| md.get(key).is_none()).map(|key| key.to_string()).collect();
-        if md.get("tokenizer.ggml.model").is_none() {
-            missing.insert(0, "tokenizer.ggml.model".into());
-        }
-        if !missing.is_empty() {
-            return Err(LoadError::MissingFields { path: path.into(), fields: missing });
-        }
-        let Some(model) = model else {
-            return Err(bad_type(md, path, "tokenizer.ggml.model", "a string"));
-        };
-
-        // Check the claimed sizes before anything is built from them.
-        for (field, limit) in
-            [("tokenizer.ggml.tokens", super::MAX_VOCAB), ("tokenizer.ggml.merges", super::MAX_MERGES)]
-        {
-            if let Some(n) = md.get(field).and_then(MetaValue::as_array).map(<[MetaValue]>::len)
-                && n > limit
-            {
-                return Err(bad_field(path, field, format!("has {n} entries, over the limit of {limit}")));
-            }
-        }
+        let model = tokenizer_model(md, path)?;
+        check_claimed_sizes(md, path)?;
         let tokens: Vec<String> = md
             .get_str_array("tokenizer.ggml.tokens")
             .ok_or_else(|| bad_type(md, path, "tokenizer.ggml.tokens", "an array of strings"))?
@@ -167,25 +141,7 @@ impl GgufVocab {
                     .collect(),
             ),
         };
-        let per_token_lengths = [
-            ("tokenizer.ggml.token_type", token_types.len()),
-            ("tokenizer.ggml.scores", scores.as_ref().map_or(n, Vec::len)),
-        ];
-        for (field, len) in per_token_lengths {
-            if len != n {
-                return Err(bad_field(path, field, format!("has {len} entries for {n} tokens")));
-            }
-        }
-        // The model's own vocabulary size, when the file states it, must match the token list.
-        if let Some(arch) = md.get_str("general.architecture") {
-            let key = format!("{arch}.vocab_size");
-            if let Some(stated) = md.get_usize(&key)
-                && stated != n
-            {
-                return Err(bad_field(path, &key, format!("is {stated} but tokenizer.ggml.tokens has {n} tokens")));
-            }
-        }
-
+        check_lengths(md, path, n, &token_types, scores.as_deref())?;
         let special = SpecialIds {
             bos: special_id(md, path, "tokenizer.ggml.bos_token_id", n)?,
             eos: special_id(md, path, "tokenizer.ggml.eos_token_id", n)?,
@@ -209,6 +165,66 @@ impl GgufVocab {
     fn vocab(&self) -> Vocab {
         self.tokens.iter().enumerate().map(|(id, token)| (token.clone(), id as u32)).collect()
     }
+}
+
+/// `tokenizer.ggml.model`, once the arrays that model needs are known to be present.
+fn tokenizer_model(md: &Metadata, path: &Path) -> Result<String, LoadError> {
+    let model = md.get_str("tokenizer.ggml.model").map(str::to_owned);
+    let required_arrays: &[&str] = match model.as_deref() {
+        Some("gpt2") => &["tokenizer.ggml.tokens", "tokenizer.ggml.merges"],
+        Some("llama") => &["tokenizer.ggml.tokens", "tokenizer.ggml.scores"],
+        _ => &["tokenizer.ggml.tokens"],
+    };
+    let mut missing: Vec<String> =
+        required_arrays.iter().filter(|key| md.get(key).is_none()).map(|key| key.to_string()).collect();
+    if md.get("tokenizer.ggml.model").is_none() {
+        missing.insert(0, "tokenizer.ggml.model".into());
+    }
+    if !missing.is_empty() {
+        return Err(LoadError::MissingFields { path: path.into(), fields: missing });
+    }
+    model.ok_or_else(|| bad_type(md, path, "tokenizer.ggml.model", "a string"))
+}
+
+/// The array sizes the file claims stay under the limits, checked before anything is built.
+fn check_claimed_sizes(md: &Metadata, path: &Path) -> Result<(), LoadError> {
+    for (field, limit) in [("tokenizer.ggml.tokens", super::MAX_VOCAB), ("tokenizer.ggml.merges", super::MAX_MERGES)] {
+        if let Some(n) = md.get(field).and_then(MetaValue::as_array).map(<[MetaValue]>::len)
+            && n > limit
+        {
+            return Err(bad_field(path, field, format!("has {n} entries, over the limit of {limit}")));
+        }
+    }
+    Ok(())
+}
+
+/// The per-token arrays have one entry per token, and the model's stated vocabulary size (when
+/// the file has one) matches the token list.
+fn check_lengths(
+    md: &Metadata,
+    path: &Path,
+    n: usize,
+    token_types: &[i32],
+    scores: Option<&[f32]>,
+) -> Result<(), LoadError> {
+    let per_token_lengths =
+        [("tokenizer.ggml.token_type", token_types.len()), ("tokenizer.ggml.scores", scores.map_or(n, <[f32]>::len))];
+    for (field, len) in per_token_lengths {
+        if len != n {
+            return Err(bad_field(path, field, format!("has {len} entries for {n} tokens")));
+        }
+    }
+    // The model's own vocabulary size, when the file states it, must match the token list.
+    if let Some(arch) = md.get_str("general.architecture") {
+        let key = format!("{arch}.vocab_size");
+        if let Some(stated) = md.get_usize(&key)
+            && stated != n
+        {
+            return Err(bad_field(path, &key, format!("is {stated} but tokenizer.ggml.tokens has {n} tokens")));
+        }
+    }
+
+    Ok(())
 }
 
 /// Byte-level BPE (`tokenizer.ggml.model = gpt2`).

@@ -160,18 +160,7 @@ fn evaluate(
         return Ok(Vec::new());
     }
     let one_pass = cfg.one_pass;
-    let layouts = &ctx.prep.layouts;
-    let mut jobs = Vec::with_capacity(k * n);
-    for (g, cand) in cands.iter().enumerate() {
-        jobs.extend(layouts.iter().zip(drafts).enumerate().map(|(i, (l, d))| Job {
-            prompt: l.generation_prompt(cand),
-            draft: d.clone(),
-            scored: if one_pass { l.prefix.len()..l.prefix.len() + cand.len() } else { 0..0 },
-            tail: if one_pass { tail(cfg, l) } else { Vec::new() },
-            prefix: prefixes.map(|p| p[i].clone()),
-            group: g,
-        }));
-    }
+    let jobs = candidate_jobs(ctx, cands, drafts, prefixes);
     let opts = if one_pass {
         scoring_options(cfg, ctx.tok().stop_ids(), cfg.max_reasoning_tokens)
     } else {
@@ -222,8 +211,47 @@ fn evaluate(
     if interrupted {
         return Err(OptError::Interrupted(ctx.run.dir.clone()));
     }
+    collect(ctx, cands, out, tally, cost)
+}
+
+/// Every candidate's engine jobs, candidate by candidate (job `g · n + i` is candidate `g` on
+/// example `i`), each drafted from the current prompt's reasoning on its example.
+fn candidate_jobs(
+    ctx: &StepContext<'_>,
+    cands: &[Vec<u32>],
+    drafts: &[Vec<u32>],
+    prefixes: Option<&[Arc<Prefix>]>,
+) -> Vec<Job> {
+    let cfg = ctx.cfg();
+    let one_pass = cfg.one_pass;
+    let layouts = &ctx.prep.layouts;
+    let mut jobs = Vec::with_capacity(cands.len() * layouts.len());
+    for (g, cand) in cands.iter().enumerate() {
+        jobs.extend(layouts.iter().zip(drafts).enumerate().map(|(i, (l, d))| Job {
+            prompt: l.generation_prompt(cand),
+            draft: d.clone(),
+            scored: if one_pass { l.prefix.len()..l.prefix.len() + cand.len() } else { 0..0 },
+            tail: if one_pass { tail(cfg, l) } else { Vec::new() },
+            prefix: prefixes.map(|p| p[i].clone()),
+            group: g,
+        }));
+    }
+    jobs
+}
+
+/// The evaluations from the engine's output: a pruned candidate's partial score, a finished
+/// one's full score (from its tally, or — without one-pass scoring — a scoring pass now).
+fn collect(
+    ctx: &StepContext<'_>,
+    cands: &[Vec<u32>],
+    out: Vec<Option<Finished>>,
+    tally: Vec<Tally>,
+    cost: &mut StepCost,
+) -> Result<Vec<Evaluation>, OptError> {
+    let cfg = ctx.cfg();
+    let (n, w) = (ctx.n(), cfg.selection_nll_weight);
     let mut out = out.into_iter();
-    let mut evals = Vec::with_capacity(k);
+    let mut evals = Vec::with_capacity(cands.len());
     for (cand, t) in cands.iter().zip(tally) {
         let finished: Vec<Option<Finished>> = out.by_ref().take(n).collect();
         if t.pruned {
@@ -234,7 +262,7 @@ fn evaluate(
             continue;
         }
         let reasoning: Vec<Vec<u32>> = finished.into_iter().map(|f| f.expect("every example finished").ids).collect();
-        if one_pass {
+        if cfg.one_pass {
             let outcomes = t.complete().expect("every example scored");
             evals.push(Evaluation::Full(full_score(&outcomes, cfg), reasoning));
         } else {
