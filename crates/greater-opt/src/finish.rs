@@ -76,20 +76,15 @@ pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f
     Ok(report)
 }
 
-/// The top prompts on dev: the final prompt (the best dev accuracy; `top` is sorted by train
-/// score, so on equal accuracy the earlier wins) and every candidate's record.
+/// The top prompts on dev: the final prompt ([`best_on_dev`]) and every candidate's record.
 fn choose_on_dev(
     evaluator: &mut Evaluator<'_, '_>,
     state: &RunState,
     dev: &[Example],
 ) -> Result<(Vec<u32>, Vec<DevCandidate>), OptError> {
-    let mut best: Option<(f64, usize)> = None;
     let mut candidates = Vec::new();
     for (i, p) in state.top.iter().enumerate() {
         let acc = evaluator.evaluate(&format!("top{i}"), "dev", dev, &p.ids)?.scores.exact.accuracy;
-        if best.is_none_or(|(a, _)| acc > a) {
-            best = Some((acc, i));
-        }
         candidates.push(DevCandidate {
             text: p.text.clone(),
             ids: p.ids.clone(),
@@ -97,8 +92,24 @@ fn choose_on_dev(
             dev_accuracy: acc,
         });
     }
-    let at = best.map_or(0, |(_, i)| i);
+    let at = best_on_dev(&candidates).expect("`top` is not empty");
     Ok((state.top[at].ids.clone(), candidates))
+}
+
+/// SPEC A5: the candidate with the highest dev accuracy; on equal accuracy the lower training
+/// score (lower is better), then the earlier.
+fn best_on_dev(candidates: &[DevCandidate]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, c) in candidates.iter().enumerate() {
+        let better = best.is_none_or(|b| {
+            let b = &candidates[b];
+            c.dev_accuracy > b.dev_accuracy || (c.dev_accuracy == b.dev_accuracy && c.train_score < b.train_score)
+        });
+        if better {
+            best = Some(i);
+        }
+    }
+    best
 }
 
 /// The final evaluations of one run. Each is saved as `evals/{label}-{split}.json` as soon as it
@@ -192,5 +203,25 @@ impl Accuracies {
             "dev" => self.dev = Some(acc),
             _ => self.test = Some(acc),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(train_score: f32, dev_accuracy: f64) -> DevCandidate {
+        DevCandidate { text: String::new(), ids: Vec::new(), train_score, dev_accuracy }
+    }
+
+    #[test]
+    fn the_final_prompt_is_the_best_on_dev() {
+        assert_eq!(best_on_dev(&[]), None);
+        assert_eq!(best_on_dev(&[cand(0.1, 0.2), cand(0.2, 0.4), cand(0.3, 0.3)]), Some(1));
+        // Equal dev accuracy: the lower training score wins, wherever it stands.
+        assert_eq!(best_on_dev(&[cand(0.1, 0.4), cand(0.2, 0.4)]), Some(0));
+        assert_eq!(best_on_dev(&[cand(0.5, 0.4), cand(0.2, 0.4), cand(0.3, 0.4)]), Some(1));
+        // Equal on both: the earlier.
+        assert_eq!(best_on_dev(&[cand(0.2, 0.4), cand(0.2, 0.4)]), Some(0));
     }
 }
