@@ -119,6 +119,40 @@ fn a_preferred_variant_is_no_mistake() {
     assert!(e.loss_answer < official(&model, &[other], &opts));
 }
 
+/// The answer token the model prefers after `answer`'s first `at` tokens (lowest per-token NLL).
+fn argmax_at(model: &AnyModel, answer: &[u32], at: usize, opts: &GradOptions) -> u32 {
+    let mut best = (f32::INFINITY, 0u32);
+    for t in 0..64u32 {
+        let mut a = answer.to_vec();
+        a[at] = t;
+        let s = seq(&a);
+        let out = token_gradients(model, &[GradExample { seq: &s, position: 2 }], &CANDIDATES, opts).unwrap();
+        let nll = out.examples[0].answer_token_nll[at];
+        if nll < best.0 {
+            best = (nll, t);
+        }
+    }
+    best.1
+}
+
+#[test]
+fn a_mistake_is_any_answer_token_off_the_argmax() {
+    // SPEC C.5: the teacher-forced flag is set when any official answer token is not the argmax.
+    let model = tiny();
+    let opts = GradOptions::default();
+    let first = argmax_at(&model, &[0, 0], 0, &opts);
+    let second = argmax_at(&model, &[first, 0], 1, &opts);
+    let other = |t: u32| if t == 40 { 41 } else { 40 };
+    let flag = |answer: &[u32]| {
+        let s = seq(answer);
+        token_gradients(&model, &[GradExample { seq: &s, position: 2 }], &CANDIDATES, &opts).unwrap().examples[0]
+            .mistake
+    };
+    assert!(!flag(&[first, second]), "both tokens are the argmax");
+    assert!(flag(&[first, other(second)]), "the second token is off");
+    assert!(flag(&[other(first), second]), "the first token is off");
+}
+
 #[test]
 fn per_token_answer_losses_average_to_the_answer_loss() {
     let model = tiny();

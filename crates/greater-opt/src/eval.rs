@@ -308,3 +308,22 @@ fn two_pass(
 fn best_label(scores: &[f64]) -> usize {
     (0..scores.len()).fold(0, |best, l| if scores[l] > scores[best] { l } else { best })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_constrained_prediction_is_the_most_likely_label_first_on_ties() {
+        assert_eq!(best_label(&[-3.0, -1.0, -1.0, -2.0]), 1);
+        assert_eq!(best_label(&[-0.5, -4.0]), 0);
+        assert_eq!(best_label(&[-4.0]), 0);
+    }
+
+    #[test]
+    fn answers_are_capped_at_sixteen_tokens() {
+        // SPEC A6: greedy answer continuation of at most 16 tokens.
+        assert_eq!(MAX_ANSWER_TOKENS, 16);
+        assert_eq!(EvalOptions::default().max_answer_tokens, 16);
+    }
+}

@@ -87,3 +87,30 @@ fn system_none_removes_smollm2s_injected_turn_and_adds_nothing_to_gemma() {
         assert_eq!(parts(&gemma, &task, none()), parts(&gemma, &task, Placement::default()));
     }
 }
+
+#[test]
+fn the_extractor_is_fed_without_its_trailing_space_and_the_answer_carries_it() {
+    // SPEC A6 token healing: "… is $ " is fed as "… is $", the answer as " False".
+    let loaded = tiny_loaded(Family::Llama, 3).unwrap();
+    let task = task();
+    assert!(task.spec.extractor.ends_with(' '), "{:?}", task.spec.extractor);
+    let layouter = Layouter::new(&loaded, &task.spec, Placement::default());
+    let example = &task.train[0];
+    let (layout, _) = layouter.example(0, example, PROMPT).unwrap();
+    let text = |ids: &[u32]| loaded.tokenizer.decode(ids, false).unwrap();
+    assert_eq!(text(&layout.extractor), format!(" {}", task.spec.extractor.trim_end()));
+    assert_eq!(text(&layout.answer), format!(" {}", example.target));
+}
+
+#[test]
+fn a_token_merging_the_frozen_prefix_into_the_prompt_is_an_error() {
+    // Byte-level tiny tokenizer: no merges, so no error; SmolLM2's BPE writes "Useful" as one token.
+    let task = task();
+    let glued = Placement { frozen_prefix: "Use".into(), ..Placement::default() };
+    let tiny = tiny_loaded(Family::Llama, 3).unwrap();
+    assert!(Layouter::new(&tiny, &task.spec, glued.clone()).example(0, &task.train[0], "ful reasoning.").is_ok());
+    if let Some(smol) = cached("smollm2-135m-instruct") {
+        let err = Layouter::new(&smol, &task.spec, glued).example(0, &task.train[0], "ful reasoning.").unwrap_err();
+        assert!(err.to_string().contains("merges the text before the prompt"), "{err}");
+    }
+}

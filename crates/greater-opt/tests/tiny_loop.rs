@@ -227,3 +227,101 @@ fn attribution_splits_the_chosen_swap_over_the_examples() {
         before = e.prompt_ids.clone();
     }
 }
+
+#[test]
+fn the_dot_rule_waits_for_its_fraction_of_the_initial_length() {
+    // "ab.. ok" is 7 byte tokens: with fraction 0.4 a '.' candidate wins at once from position 2.8
+    // on, so at 3 (current token '.') but not at 2 (current token '.' too), where it is scored
+    // like any other (SPEC C.6).
+    let (mut waited, mut applied) = (0, 0);
+    for seed in [11, 3, 7] {
+        let loaded = tiny_loaded(Family::Llama, seed).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = OptimizeConfig { dot_rule_fraction: 0.4, initial_prompt: "ab.. ok".into(), ..config(10) };
+        optimize(&loaded, &task(), &cfg, dir.path(), false);
+        for (i, e) in events(dir.path()).iter().enumerate() {
+            let applies = |text: &str| text.contains('.') && e.position >= 3;
+            let winner = match e.selection.iter().position(|s| applies(&s.text)) {
+                Some(dot) => {
+                    applied += 1;
+                    assert_eq!(dot + 1, e.selection.len(), "seed {seed} step {i}: selection goes on after a '.' win");
+                    dot
+                }
+                None => {
+                    waited += e.selection.iter().filter(|s| s.text.contains('.')).count();
+                    assert_eq!(e.selection.len(), e.top_mu.len(), "seed {seed} step {i}: a '.' ended selection early");
+                    let better = |b: usize, k: usize| if e.selection[k].score < e.selection[b].score { k } else { b };
+                    (0..e.selection.len()).fold(0, better)
+                }
+            };
+            assert_eq!(e.chosen, e.selection[winner].token, "seed {seed} step {i}: wrong winner");
+        }
+    }
+    assert!(waited > 0 && applied > 0, "'.' scored below the threshold {waited} times, won above it {applied}");
+}
+
+#[test]
+fn a_best_score_under_the_loss_threshold_ends_the_run() {
+    // The tiny model's scores are about 1 (every answer a mistake): a threshold of 10 ends at once.
+    let loaded = tiny_loaded(Family::Llama, 11).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = OptimizeConfig { loss_threshold: 10.0, ..config(5) };
+    let state = optimize(&loaded, &task(), &cfg, dir.path(), false);
+    assert_eq!(events(dir.path()).len(), 1);
+    assert!(state.finished && state.step == 1);
+}
+
+#[test]
+fn without_improvement_for_patience_steps_the_run_restarts_from_the_best_prompt() {
+    // SPEC A2: early stopping restarts from the best prompt (not the last) at position 0, with
+    // fresh reasoning; a step that moves on without growing reuses the winner's reasoning.
+    let (mut restarts_elsewhere, mut grown) = (0, 0);
+    for seed in [11, 3, 7] {
+        let loaded = tiny_loaded(Family::Llama, seed).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // μ = 2 leaves the current token out of selection at times, so a step can take a worse
+        // prompt; patience 2 lets such a prompt stand for a step before the restart.
+        let cfg = OptimizeConfig { patience: 2, mu: 2, ..config(12) };
+        optimize(&loaded, &task(), &cfg, dir.path(), false);
+        let events = events(dir.path());
+        assert!(!events[0].reasoning_reused, "the first step generates");
+        let mut best: Option<(f32, Vec<u32>)> = None;
+        let mut since = 0;
+        // `prompt_ids` is the prompt the next step starts from.
+        let mut control = loaded_prompt(&loaded, &cfg.initial_prompt);
+        for (i, e) in events.iter().enumerate() {
+            let mut chosen = control.clone();
+            chosen[e.position] = e.chosen;
+            let improved = best.as_ref().is_none_or(|(s, _)| e.score < *s);
+            if improved {
+                best = Some((e.score, chosen.clone()));
+            }
+            since = if improved { 0 } else { since + 1 };
+            let Some(next) = events.get(i + 1) else { break };
+            let at = format!("seed {seed} step {}", i + 1);
+            if since < cfg.patience {
+                let grew = e.prompt_ids.len() > chosen.len();
+                grown += grew as usize;
+                assert_eq!(e.prompt_ids[..chosen.len()], chosen[..], "{at}: the run goes on from the chosen prompt");
+                assert_eq!(next.reasoning_reused, !grew, "{at}: reused exactly when the prompt did not grow");
+            } else {
+                since = 0;
+                let best_ids = &best.as_ref().unwrap().1;
+                restarts_elsewhere += (chosen != *best_ids) as usize;
+                assert_eq!(&e.prompt_ids, best_ids, "{at}: the run restarts from the best prompt");
+                assert_eq!(next.position, 0, "{at}: a restart works at position 0");
+                assert!(!next.reasoning_reused, "{at}: a restarted prompt's reasoning is generated anew");
+            }
+            control = e.prompt_ids.clone();
+        }
+    }
+    assert!(
+        restarts_elsewhere > 0 && grown > 0,
+        "restarts away from the last prompt {restarts_elsewhere}, growths {grown}"
+    );
+}
+
+/// The ids of `prompt` as the run lays them out (the tiny tokenizer: one per byte).
+fn loaded_prompt(loaded: &LoadedModel, prompt: &str) -> Vec<u32> {
+    loaded.tokenizer.encode(prompt, false).unwrap()
+}

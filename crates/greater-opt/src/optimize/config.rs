@@ -283,3 +283,26 @@ impl OptimizeConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_official_effective_values() {
+        // SPEC A1 (and A5's ten best prompts, C.8's loss threshold, the placeholder `_`).
+        let c = OptimizeConfig::default();
+        let counts = (c.top_k, c.top_q, c.intersection_size, c.min_candidates, c.k_growth, c.mu);
+        assert_eq!(counts, (11, 6, 5, 6, 2, 3));
+        let weights = (c.answer_temperature, c.control_weight, c.selection_nll_weight, c.dot_rule_fraction);
+        assert_eq!(weights, (0.2, 0.2, 0.02, 0.5));
+        assert_eq!((c.train, c.steps, c.top_prompts), (50, 100, 10));
+        assert!(!c.allow_non_ascii);
+        assert_eq!(c.allowed_punctuation, [".", ",", " "]);
+        assert_eq!(c.placeholder, "_");
+        assert_eq!(c.loss_threshold, 0.12);
+        assert_eq!(c.answer_target, AnswerTarget::Official);
+        assert_eq!(c.selection_mistake, SelectionMistake::TeacherForced);
+        assert_eq!(c.gradient_through, GradientThrough::Reasoning);
+    }
+}

@@ -160,6 +160,10 @@ pub struct StepEvent {
     pub seconds: PhaseSeconds,
     /// Reasoning tokens generated in this step.
     pub generated_tokens: usize,
+    /// Whether the current prompt's reasoning was the previous step's winner's, reused rather
+    /// than generated (SPEC A2); false after growth, a restart, or at the first step.
+    #[serde(default)]
+    pub reasoning_reused: bool,
     /// Generation cost and speed-up accounting.
     #[serde(default)]
     pub cost: StepCost,

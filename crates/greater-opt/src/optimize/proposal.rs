@@ -147,4 +147,64 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.len() >= 6);
     }
+
+    fn one_draw(top_k: usize, k_growth: usize) -> OptimizeConfig {
+        OptimizeConfig { top_k, top_q: 1, intersection_size: 2, min_candidates: 1, k_growth, ..Default::default() }
+    }
+
+    #[test]
+    fn each_example_ranks_its_tokens_best_first_ties_by_lower_id() {
+        // Tops at k = 2: {0, 1} and {0, 2} meet in {0}; ascending order would give {3}.
+        let logits = vec![vec![9.0, 8.0, 1.0, 0.0], vec![9.0, 1.0, 8.0, 0.0]];
+        assert_eq!(propose(&logits, &[false; 4], None, 3, &one_draw(2, 1), 0), [0, 3]);
+        // Three equal logits: the lower ids come first, so the top 2 are {0, 1}.
+        let ties = vec![vec![5.0, 5.0, 5.0, 0.0], vec![5.0, 5.0, 5.0, 0.0]];
+        assert_eq!(propose(&ties, &[false; 4], None, 3, &one_draw(2, 1), 0), [0, 1, 3]);
+    }
+
+    #[test]
+    fn k_grows_by_k_growth() {
+        // Ranked: ex0 [0,1,2,3,4], ex1 [1,0,2,4,3]. k = 1 meets nowhere; k = 2 gives {0, 1},
+        // k = 3 gives {0, 1, 2}: growth 1 stops at the first, growth 2 jumps to the second.
+        let logits = vec![vec![5.0, 4.0, 3.0, 2.0, 1.0], vec![4.0, 5.0, 3.0, 1.0, 2.0]];
+        assert_eq!(propose(&logits, &[false; 5], None, 0, &one_draw(1, 1), 0), [0, 1]);
+        assert_eq!(propose(&logits, &[false; 5], None, 0, &one_draw(1, 2), 0), [0, 1, 2]);
+    }
+
+    #[test]
+    fn candidates_unite_the_intersections_of_every_draw() {
+        // Six examples, example i's best token is i. Draws of one example each: the candidates
+        // are exactly the examples drawn over the top_q draws, in the seeded order.
+        let n = 6;
+        let logits: Vec<Vec<f32>> = (0..n).map(|i| (0..n).map(|t| if t == i { 1.0 } else { 0.0 }).collect()).collect();
+        let cfg = OptimizeConfig { top_k: 1, top_q: 4, intersection_size: 1, min_candidates: 1, ..Default::default() };
+        let seed = 11;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let drawn: BTreeSet<u32> = (0..cfg.top_q).map(|_| sample(&mut rng, n, 1).index(0) as u32).collect();
+        assert!(drawn.len() > 1, "the seed should draw several examples");
+        let current = (0..n as u32).find(|t| !drawn.contains(t)).expect("four draws leave a token undrawn");
+        let mut expected: Vec<u32> = drawn.into_iter().collect();
+        expected.push(current);
+        assert_eq!(propose(&logits, &vec![false; n], None, current, &cfg, seed), expected);
+    }
+
+    #[test]
+    fn the_vocabulary_filter_keeps_letters_spaces_and_the_listed_punctuation() {
+        let tok = greater_models::testing::tiny_tokenizer().unwrap();
+        let id = |text: &str| tok.encode(text, false).unwrap()[0] as usize;
+        let banned = banned_tokens(&tok, &OptimizeConfig::default()).unwrap();
+        for ok in ["a", "Z", ".", ",", " "] {
+            assert!(!banned[id(ok)], "{ok:?} must be allowed");
+        }
+        for bad in ["5", "_", "'", "!", "\n"] {
+            assert!(banned[id(bad)], "{bad:?} must be banned");
+        }
+        // Special tokens (EOS 256, ChatML 257 and 258, pad 259) are banned, even with
+        // non-ASCII allowed, which lets everything else through.
+        let open = banned_tokens(&tok, &OptimizeConfig { allow_non_ascii: true, ..Default::default() }).unwrap();
+        for special in 256..260 {
+            assert!(banned[special] && open[special], "special id {special}");
+        }
+        assert!(!open[id("5")] && !open[id("_")]);
+    }
 }

@@ -269,6 +269,21 @@ mod tests {
     }
 
     #[test]
+    fn an_equal_score_is_no_improvement_and_keeps_the_earlier_prompt_first() {
+        let mut s = RunState::new(vec![1]);
+        assert!(s.record(p(0.5, &[1]), 3));
+        assert!(!s.record(p(0.5, &[2]), 3), "equal is not better");
+        assert_eq!(s.best.as_ref().unwrap().ids, [1]);
+        assert!(!s.record(p(0.5, &[3]), 3));
+        let order: Vec<u32> = s.top.iter().map(|t| t.ids[0]).collect();
+        assert_eq!(order, [1, 2, 3]);
+        // Kept to `keep`: a fourth equal score is dropped, not the earlier ones.
+        s.record(p(0.5, &[4]), 3);
+        let order: Vec<u32> = s.top.iter().map(|t| t.ids[0]).collect();
+        assert_eq!(order, [1, 2, 3]);
+    }
+
+    #[test]
     fn known_reasoning_follows_the_initial_and_top_prompts() {
         let mut s = RunState::new(vec![9]);
         let r = |t: u32| vec![vec![t, t]];

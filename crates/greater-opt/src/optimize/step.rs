@@ -189,6 +189,7 @@ pub(super) fn step(
         best_score: next.best.as_ref().map_or(f32::INFINITY, |b| b.score),
         seconds,
         generated_tokens: cost.decoded_tokens,
+        reasoning_reused: state.reasoning.is_some(),
         cost,
         selection: sel.scored,
         attribution,
@@ -222,8 +223,8 @@ fn candidates(ctx: &StepContext<'_>, banned: &[bool]) -> Result<(Vec<u32>, Optio
     } else {
         (position_logits(model, &prefixes, cfg.batch_size)?, None)
     };
-    let previous = (pos > 0).then(|| control[pos - 1]);
-    let out = propose(&logits, banned, previous, control[pos], cfg, step_seed(cfg.seed, ctx.state.step));
+    let out =
+        propose(&logits, banned, previous_token(control, pos), control[pos], cfg, step_seed(cfg.seed, ctx.state.step));
     ctx.run.observer.advance(1);
     Ok((out, states))
 }
@@ -325,6 +326,12 @@ fn next_state(ctx: &StepContext<'_>, sel: &Selection, seconds: PhaseSeconds) -> 
     Ok(next)
 }
 
+/// The prompt token before position `pos`, banned from its candidates (SPEC A2: none at position
+/// 0 — the official code's `control[pos - 1]` wraps around to the last token there).
+fn previous_token(control: &[u32], pos: usize) -> Option<u32> {
+    pos.checked_sub(1).map(|p| control[p])
+}
+
 /// The slot the prompt grows by: the last token of `text` (the official `encode("_")[-1]`).
 fn placeholder(tok: &Tokenizer, text: &str) -> Result<u32, OptError> {
     let none = || OptError::Invalid(format!("config: the placeholder {text:?} encodes to no token"));
@@ -344,5 +351,23 @@ mod tests {
         assert_eq!(got, [(2, -0.9), (1, -0.2), (3, -0.2)]);
         assert_eq!(drivers(&all)[0].answer_token_nll, [-0.9]);
         assert!(drivers(&[a(0.1), a(0.0)]).is_empty(), "only examples that pushed for the change");
+    }
+
+    #[test]
+    fn the_previous_token_is_the_one_before_the_position_and_none_at_the_start() {
+        let control = [10, 11, 12, 13];
+        assert_eq!(previous_token(&control, 0), None);
+        assert_eq!(previous_token(&control, 1), Some(10));
+        assert_eq!(previous_token(&control, 3), Some(12));
+    }
+
+    #[test]
+    fn the_placeholder_is_the_last_token_of_its_text() {
+        let tok = greater_models::testing::tiny_tokenizer().unwrap();
+        // Byte-level: "a_" is two tokens; the slot is the second, "_".
+        let underscore = tok.encode("_", false).unwrap()[0];
+        assert_eq!(placeholder(&tok, "a_").unwrap(), underscore);
+        assert_eq!(placeholder(&tok, "_").unwrap(), underscore);
+        assert!(placeholder(&tok, "").is_err());
     }
 }
