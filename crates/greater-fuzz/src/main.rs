@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use greater_fuzz::{Options, TARGETS, alloc::CapAlloc, run_target, target};
+use greater_fuzz::{Options, TARGETS, Target, alloc::CapAlloc, run_target, target};
 
 #[global_allocator]
 static ALLOC: CapAlloc = CapAlloc;
@@ -30,6 +30,42 @@ an over-cap allocation ends the process at once; the input that caused it is the
 in <work>/<target>/.";
 
 fn main() -> Result<()> {
+    let Some(Args { opts, names, replay }) = parse_args()? else { return Ok(()) };
+    let targets = if names.is_empty() {
+        TARGETS.iter().collect::<Vec<_>>()
+    } else {
+        names
+            .iter()
+            .map(|n| {
+                let known: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+                target(n).with_context(|| format!("unknown target `{n}`; targets: {}", known.join(", ")))
+            })
+            .collect::<Result<_>>()?
+    };
+    if let Some(file) = replay {
+        let [t] = targets[..] else { bail!("--replay needs exactly one --target") };
+        let input = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        let (result, took) = greater_fuzz::driver::replay(t, &opts, &input)?;
+        println!("{}: {result:?} in {:.1} ms", t.name, took.as_secs_f64() * 1e3);
+        return Ok(());
+    }
+    if run_all(&targets, &opts)? > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// What the command line asks for.
+struct Args {
+    opts: Options,
+    /// Target names (all when empty).
+    names: Vec<String>,
+    /// An input file to run once through the single target.
+    replay: Option<std::path::PathBuf>,
+}
+
+/// The command line; `None` when it asked only for the help or the target list (printed here).
+fn parse_args() -> Result<Option<Args>> {
     let mut opts = Options::default();
     let mut names: Vec<String> = Vec::new();
     let mut replay: Option<std::path::PathBuf> = None;
@@ -52,33 +88,20 @@ fn main() -> Result<()> {
                 for t in &TARGETS {
                     println!("{:<12} {}", t.name, t.about);
                 }
-                return Ok(());
+                return Ok(None);
             }
             "-h" | "--help" => {
                 println!("{HELP}");
-                return Ok(());
+                return Ok(None);
             }
             other => bail!("unknown argument `{other}`\n\n{HELP}"),
         }
     }
-    let targets = if names.is_empty() {
-        TARGETS.iter().collect::<Vec<_>>()
-    } else {
-        names
-            .iter()
-            .map(|n| {
-                let known: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
-                target(n).with_context(|| format!("unknown target `{n}`; targets: {}", known.join(", ")))
-            })
-            .collect::<Result<_>>()?
-    };
-    if let Some(file) = replay {
-        let [t] = targets[..] else { bail!("--replay needs exactly one --target") };
-        let input = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-        let (result, took) = greater_fuzz::driver::replay(t, &opts, &input)?;
-        println!("{}: {result:?} in {:.1} ms", t.name, took.as_secs_f64() * 1e3);
-        return Ok(());
-    }
+    Ok(Some(Args { opts, names, replay }))
+}
+
+/// Fuzz every target in turn, a table row each; the number of panics.
+fn run_all(targets: &[&Target], opts: &Options) -> Result<usize> {
     println!("work folder: {}", opts.work.display());
     println!(
         "{:<12} {:>9} {:>9} {:>9} {:>7} {:>6} {:>10} {:>10} {:>8}",
@@ -88,7 +111,7 @@ fn main() -> Result<()> {
     let mut total = 0;
     for t in targets {
         let start = Instant::now();
-        let s = run_target(t, &opts)?;
+        let s = run_target(t, opts)?;
         panics += s.panics.len();
         total += s.inputs;
         println!(
@@ -108,8 +131,5 @@ fn main() -> Result<()> {
         }
     }
     println!("total: {total} inputs, {panics} panics");
-    if panics > 0 {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(panics)
 }

@@ -69,6 +69,29 @@ pub fn mutate_bytes(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8], max_len: us
     data.truncate(max_len);
 }
 
+/// Bytes that matter to the parsers under test (JSON, Jinja, GSM8K answers, SentencePiece),
+/// inserted whole.
+const SYNTAX_TOKENS: [&[u8]; 18] = [
+    b"\"",
+    b"\\",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b":",
+    b"\n",
+    b"\0",
+    b"\xff",
+    b"\xe2\x96\x81",
+    b"{{",
+    b"}}",
+    b"{%",
+    b"%}",
+    b"=",
+    b"####",
+];
+
 fn mutate_once(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8]) {
     let len = data.len();
     match rng.below(10) {
@@ -122,27 +145,7 @@ fn mutate_once(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8]) {
         7 if len > 0 => data.truncate(rng.below(len)),
         8 => {
             let at = rng.below(len + 1);
-            let tokens: [&[u8]; 18] = [
-                b"\"",
-                b"\\",
-                b"{",
-                b"}",
-                b"[",
-                b"]",
-                b",",
-                b":",
-                b"\n",
-                b"\0",
-                b"\xff",
-                b"\xe2\x96\x81",
-                b"{{",
-                b"}}",
-                b"{%",
-                b"%}",
-                b"=",
-                b"####",
-            ];
-            let token = *rng.pick(&tokens);
+            let token = *rng.pick(&SYNTAX_TOKENS);
             data.splice(at..at, token.iter().copied());
         }
         _ if len > 1 => {
