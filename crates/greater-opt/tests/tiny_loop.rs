@@ -302,6 +302,10 @@ fn without_improvement_for_patience_steps_the_run_restarts_from_the_best_prompt(
             if since < cfg.patience {
                 let grew = e.prompt_ids.len() > chosen.len();
                 grown += grew as usize;
+                if grew {
+                    let slot = *loaded_prompt(&loaded, &cfg.placeholder).last().unwrap();
+                    assert_eq!(e.prompt_ids[chosen.len()..], [slot], "{at}: the prompt grows by the placeholder");
+                }
                 assert_eq!(e.prompt_ids[..chosen.len()], chosen[..], "{at}: the run goes on from the chosen prompt");
                 assert_eq!(next.reasoning_reused, !grew, "{at}: reused exactly when the prompt did not grow");
             } else {
