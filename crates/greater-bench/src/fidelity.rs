@@ -185,7 +185,9 @@ fn run_task(
     let prep = run.prepare()?;
     let state = run.optimize(&prep, dir.join("state.json").exists())?;
     let optimise_seconds = t.elapsed().as_secs_f64();
-    finish::finish(&run, &prep, &state, optimise_seconds)?;
+    // The final prompt is the dev step's choice among the top prompts, not always the best
+    // training prompt: its text comes from the run's report, whose evaluations the row shows.
+    let report = finish::finish(&run, &prep, &state, optimise_seconds)?;
     drop(observer);
     let evals = dir.join("evals");
     let zs = (read(&evals.join("initial-dev.json"))?, read(&evals.join("initial-test.json"))?);
@@ -193,12 +195,7 @@ fn run_task(
     let text = |ids: &[u32]| loaded.tokenizer.decode(ids, false);
     let mut prompts = vec![
         result("zs-cot", text(&prep.initial)?, &zs, None),
-        result(
-            "greater",
-            text(&state.best.as_ref().map_or(state.control.clone(), |b| b.ids.clone()))?,
-            &fin,
-            Some(&zs),
-        ),
+        result("greater", report.final_prompt, &fin, Some(&zs)),
     ];
     let opts = EvalOptions {
         max_reasoning_tokens: cfg.max_reasoning_tokens,
