@@ -4,10 +4,10 @@
 //! trims the heap top as soon as 128 KiB or more are free there. A forward or backward pass frees
 //! and re-allocates tensors of the same few sizes hundreds of times, so the kernel hands out and
 //! zero-fills the same amount of memory again and again: `perf` on `greater bench grad` showed
-//! `clear_page_rep` and page faults as 13 % of the gradient pass. Keeping freed memory in the
+//! `clear_page_rep` and page faults as 11 % of the gradient pass. Keeping freed memory in the
 //! process (allocations up to glibc's largest mmap threshold, 32 MiB; the heap never trimmed)
 //! removes that: the
-//! gradient pass ran 1.2× faster (benches/README.md, issue 12), with the same peak RSS, which the
+//! gradient pass ran about 1.3× faster (benches/README.md, issue 12), with the same peak RSS, which the
 //! largest pass sets anyway. Allocations above 32 MiB still go back to the system when freed.
 //!
 //! `GREATER_MALLOC=default` keeps glibc's own behaviour. Elsewhere than Linux with glibc this is a
