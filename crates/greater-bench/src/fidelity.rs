@@ -17,7 +17,7 @@ use greater_models::model::LoadedModel;
 use greater_opt::eval::{EvalOptions, EvalResult, PromptInput, evaluate_drafted};
 use greater_opt::finish;
 use greater_opt::optimize::{OptimizeConfig, Run};
-use greater_tasks::{Accuracy, PairedComparison, Task};
+use greater_tasks::{Accuracy, Example, PairedComparison, Task};
 
 use crate::bbh::model_slug;
 use crate::{Common, Host, resume_report, write_json};
@@ -118,6 +118,34 @@ pub struct TaskResult {
     pub prompts: Vec<PromptResult>,
     /// Seconds of the optimisation.
     pub optimise_seconds: f64,
+    /// The no-model reference: every example answered with the train examples' most frequent
+    /// gold (filled in for rows written before it existed).
+    #[serde(default)]
+    pub majority: Option<MajorityLabel>,
+}
+
+/// Accuracy of answering every example with one label: the most frequent gold among the train
+/// examples the optimisation used (ties: the label that sorts first).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MajorityLabel {
+    /// The label.
+    pub label: String,
+    /// Dev accuracy.
+    pub dev: Accuracy,
+    /// Test accuracy.
+    pub test: Accuracy,
+}
+
+/// The majority-label reference of a task whose optimisation used `train`.
+pub fn majority_label(train: &[Example], dev: &[Example], test: &[Example]) -> Option<MajorityLabel> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for e in train {
+        *counts.entry(e.target.as_str()).or_default() += 1;
+    }
+    // Sorted by label, and `max_by_key` keeps the last maximum: take the first via `rev`.
+    let (label, _) = counts.into_iter().rev().max_by_key(|&(_, n)| n)?;
+    let accuracy = |xs: &[Example]| Accuracy::new(xs.iter().filter(|e| e.target == label).count(), xs.len());
+    Some(MajorityLabel { label: label.to_string(), dev: accuracy(dev), test: accuracy(test) })
 }
 
 /// The report, `fidelity-<model>.json`.
@@ -144,8 +172,13 @@ pub fn run(args: &FidelityArgs, host: &dyn Host) -> Result<()> {
     let paper = paper_prompts()?;
     let loaded = host.load_model(&args.model)?;
     for name in &args.tasks {
-        if report.tasks.iter().any(|t| &t.task == name) {
+        if let Some(done) = report.tasks.iter_mut().find(|t| &t.task == name) {
             eprintln!("{name}: already in {}", path.display());
+            if done.majority.is_none() {
+                let task = host.load_task(name)?;
+                done.majority = majority_label(used_train(&task, args), &task.dev, &task.test);
+                write_json(&args.common.out, &format!("fidelity-{slug}.json"), &report)?;
+            }
             continue;
         }
         let task = host.load_task(name)?;
@@ -225,7 +258,13 @@ fn run_task(
         let pair = (pair.remove(0), pair.remove(0));
         prompts.push(result(&format!("paper {}", p.optimizer), body, &pair, Some(&zs)));
     }
-    Ok(TaskResult { task: task.name.clone(), prompts, optimise_seconds })
+    let majority = majority_label(used_train(task, args), &task.dev, &task.test);
+    Ok(TaskResult { task: task.name.clone(), prompts, optimise_seconds, majority })
+}
+
+/// The train examples the optimisation uses: the first `args.train`.
+fn used_train<'t>(task: &'t Task, args: &FidelityArgs) -> &'t [Example] {
+    &task.train[..args.train.min(task.train.len())]
 }
 
 fn result(
@@ -280,6 +319,15 @@ pub fn table(report: &FidelityReport) -> String {
                 p.seconds
             );
         }
+        if let Some(m) = &t.majority {
+            s += &format!(
+                "| {} | majority label ({}) | {:.1} % | {} | | | |\n",
+                t.task,
+                m.label,
+                100.0 * m.dev.accuracy,
+                pct(&m.test)
+            );
+        }
     }
     let mut labels: Vec<&str> = Vec::new();
     for p in report.tasks.iter().flat_map(|t| &t.prompts) {
@@ -302,6 +350,16 @@ pub fn table(report: &FidelityReport) -> String {
             rows.len(),
             100.0 * mean(&|p| p.dev.accuracy),
             100.0 * mean(&|p| p.test.accuracy)
+        );
+    }
+    let refs: Vec<&MajorityLabel> = report.tasks.iter().filter_map(|t| t.majority.as_ref()).collect();
+    if !refs.is_empty() {
+        let mean = |f: &dyn Fn(&MajorityLabel) -> f64| refs.iter().map(|m| f(m)).sum::<f64>() / refs.len() as f64;
+        s += &format!(
+            "| **average ({} tasks)** | majority label | {:.1} % | {:.1} % | | | |\n",
+            refs.len(),
+            100.0 * mean(&|m| m.dev.accuracy),
+            100.0 * mean(&|m| m.test.accuracy)
         );
     }
     s
@@ -348,6 +406,7 @@ mod tests {
             task: name.into(),
             prompts: vec![prompt("zs-cot", z, None), prompt("greater", g, Some((g as f64 - z as f64) / 10.0))],
             optimise_seconds: 1.0,
+            majority: None,
         };
         let r = FidelityReport {
             model: "m".into(),
@@ -357,5 +416,34 @@ mod tests {
         let t = table(&r);
         assert!(t.contains("| **average (2 tasks)** | zs-cot | 50.0 % | 50.0 % | – |"), "{t}");
         assert!(t.contains("| **average (2 tasks)** | greater | 60.0 % | 60.0 % | +10.0 |"), "{t}");
+        assert!(!t.contains("majority"), "no reference row without a reference");
+        let mut with = r.clone();
+        with.tasks[0].majority = Some(MajorityLabel { label: "Yes".into(), dev: acc(7), test: acc(3) });
+        let t = table(&with);
+        assert!(t.contains("| bbh/x | majority label (Yes) | 70.0 % | 30.0 % ["), "{t}");
+        assert!(t.contains("| **average (1 tasks)** | majority label | 70.0 % | 30.0 % |"), "{t}");
+    }
+
+    fn examples(golds: &[&str]) -> Vec<Example> {
+        golds
+            .iter()
+            .map(|g| Example {
+                input: String::new(),
+                target: g.to_string(),
+                raw_target: g.to_string(),
+                choices: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_majority_label_is_the_most_frequent_train_gold_first_in_order_on_ties() {
+        let (dev, test) = (examples(&["No", "Yes", "No"]), examples(&["Yes", "Yes", "No", "Maybe"]));
+        let m = majority_label(&examples(&["Yes", "No", "Yes"]), &dev, &test).unwrap();
+        assert_eq!((m.label.as_str(), m.dev.correct, m.dev.total, m.test.correct, m.test.total), ("Yes", 1, 3, 2, 4));
+        // A tie between B and A: A, the first in order, wherever it appears first.
+        let m = majority_label(&examples(&["B", "A", "B", "A", "C"]), &dev, &test).unwrap();
+        assert_eq!(m.label, "A");
+        assert!(majority_label(&[], &dev, &test).is_none());
     }
 }

@@ -50,6 +50,15 @@ fn fidelity_writes_its_table_and_resumes_task_by_task() {
     let labels: Vec<&str> = first.tasks[0].prompts.iter().map(|p| p.label.as_str()).collect();
     assert_eq!(labels, ["zs-cot", "greater"]);
     assert_eq!(first.tasks[0].prompts[0].test.total, 6, "the whole (truncated) test split");
+    let majority = first.tasks[0].majority.clone().expect("the majority-label reference");
+    assert_eq!((majority.dev.total, majority.test.total), (6, 6));
+    // A row written before the reference existed gets it on the next run, nothing else changes.
+    let mut old = first.clone();
+    old.tasks[0].majority = None;
+    std::fs::write(&path, serde_json::to_string(&old).unwrap()).unwrap();
+    run(&args(&["gen/boolean_expressions"]), &TinyHost).unwrap();
+    let refilled: FidelityReport = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(refilled, first);
     // A second task: the first is kept as it was, not run again.
     run(&args(&["gen/boolean_expressions", "gen/object_counting"]), &TinyHost).unwrap();
     let second: FidelityReport = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
