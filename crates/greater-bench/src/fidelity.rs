@@ -225,9 +225,8 @@ fn run_task(
     let evals = dir.join("evals");
     let zs = (read(&evals.join("initial-dev.json"))?, read(&evals.join("initial-test.json"))?);
     let fin = (read(&evals.join("final-dev.json"))?, read(&evals.join("final-test.json"))?);
-    let text = |ids: &[u32]| loaded.tokenizer.decode(ids, false);
     let mut prompts = vec![
-        result("zs-cot", text(&prep.initial)?, &zs, None),
+        result("zs-cot", report.initial_prompt, &zs, None),
         result("greater", report.final_prompt, &fin, Some(&zs)),
     ];
     let opts = EvalOptions {

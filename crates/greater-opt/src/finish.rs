@@ -26,8 +26,7 @@ pub fn finish(run: &Run<'_>, prep: &Prepared, state: &RunState, total_seconds: f
     let mut final_ids = state.best.as_ref().map_or(state.control.clone(), |b| b.ids.clone());
     let mut dev_candidates = Vec::new();
     if cfg.final_eval && !dev.is_empty() && !state.top.is_empty() {
-        let (ids, candidates) = choose_on_dev(&mut evaluator, state, &dev)?;
-        (final_ids, dev_candidates) = (ids, candidates);
+        (final_ids, dev_candidates) = choose_on_dev(&mut evaluator, state, &dev)?;
     }
     let mut initial = Accuracies::default();
     let mut fin = Accuracies::default();

@@ -235,11 +235,9 @@ fn the_dot_rule_waits_for_its_fraction_of_the_initial_length() {
     // like any other (SPEC C.6).
     let (mut waited, mut applied) = (0, 0);
     for seed in [11, 3, 7] {
-        let loaded = tiny_loaded(Family::Llama, seed).unwrap();
-        let dir = tempfile::tempdir().unwrap();
         let cfg = OptimizeConfig { dot_rule_fraction: 0.4, initial_prompt: "ab.. ok".into(), ..config(10) };
-        optimize(&loaded, &task(), &cfg, dir.path(), false);
-        for (i, e) in events(dir.path()).iter().enumerate() {
+        let (_, events) = seeded_run(seed, &cfg);
+        for (i, e) in events.iter().enumerate() {
             let applies = |text: &str| text.contains('.') && e.position >= 3;
             let winner = match e.selection.iter().position(|s| applies(&s.text)) {
                 Some(dot) => {
@@ -277,13 +275,10 @@ fn without_improvement_for_patience_steps_the_run_restarts_from_the_best_prompt(
     // fresh reasoning; a step that moves on without growing reuses the winner's reasoning.
     let (mut restarts_elsewhere, mut grown) = (0, 0);
     for seed in [11, 3, 7] {
-        let loaded = tiny_loaded(Family::Llama, seed).unwrap();
-        let dir = tempfile::tempdir().unwrap();
         // μ = 2 leaves the current token out of selection at times, so a step can take a worse
         // prompt; patience 2 lets such a prompt stand for a step before the restart.
         let cfg = OptimizeConfig { patience: 2, mu: 2, ..config(12) };
-        optimize(&loaded, &task(), &cfg, dir.path(), false);
-        let events = events(dir.path());
+        let (loaded, events) = seeded_run(seed, &cfg);
         assert!(!events[0].reasoning_reused, "the first step generates");
         let mut best: Option<(f32, Vec<u32>)> = None;
         let mut since = 0;
@@ -328,4 +323,13 @@ fn without_improvement_for_patience_steps_the_run_restarts_from_the_best_prompt(
 /// The ids of `prompt` as the run lays them out (the tiny tokenizer: one per byte).
 fn loaded_prompt(loaded: &LoadedModel, prompt: &str) -> Vec<u32> {
     loaded.tokenizer.encode(prompt, false).unwrap()
+}
+
+/// A run of `cfg` on the tiny Llama of `seed`: the model and the run's events.
+fn seeded_run(seed: u64, cfg: &OptimizeConfig) -> (LoadedModel, Vec<StepEvent>) {
+    let loaded = tiny_loaded(Family::Llama, seed).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    optimize(&loaded, &task(), cfg, dir.path(), false);
+    let events = events(dir.path());
+    (loaded, events)
 }
