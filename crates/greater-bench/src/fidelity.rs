@@ -17,7 +17,7 @@ use greater_models::model::LoadedModel;
 use greater_opt::eval::{EvalOptions, EvalResult, PromptInput, evaluate_drafted};
 use greater_opt::finish;
 use greater_opt::optimize::{OptimizeConfig, Run};
-use greater_tasks::{Accuracy, Example, PairedComparison, Task};
+use greater_tasks::{Accuracy, Example, PairedComparison, Task, mcnemar_exact};
 
 use crate::bbh::model_slug;
 use crate::{Common, Host, resume_report, write_json};
@@ -294,7 +294,8 @@ fn read_opt(path: &PathBuf) -> Result<Option<EvalResult>> {
     }
 }
 
-/// The Markdown table: per task and prompt, then the average over tasks of each prompt label.
+/// The Markdown table: per task and prompt, then the average over tasks of each prompt label, with
+/// the exact McNemar p of all its tasks' test pairs pooled.
 pub fn table(report: &FidelityReport) -> String {
     let pct = |a: &Accuracy| format!("{:.1} % [{:.1}, {:.1}]", 100.0 * a.accuracy, 100.0 * a.ci_low, 100.0 * a.ci_high);
     let mut s = format!("model {} ({})\n\n", report.model, report.args);
@@ -338,11 +339,15 @@ pub fn table(report: &FidelityReport) -> String {
         let rows: Vec<&PromptResult> =
             report.tasks.iter().flat_map(|t| &t.prompts).filter(|p| p.label == label).collect();
         let mean = |f: &dyn Fn(&PromptResult) -> f64| rows.iter().map(|p| f(p)).sum::<f64>() / rows.len() as f64;
-        let diff = rows.iter().filter_map(|p| p.versus_zs_cot.as_ref()).map(|c| c.difference).collect::<Vec<_>>();
-        let d = if diff.is_empty() {
+        let pairs: Vec<&PairedComparison> = rows.iter().filter_map(|p| p.versus_zs_cot.as_ref()).collect();
+        let d = if pairs.is_empty() {
             "–".into()
         } else {
-            format!("{:+.1}", 100.0 * diff.iter().sum::<f64>() / diff.len() as f64)
+            // The tasks' examples are independent, so their discordant pairs pool into one exact
+            // McNemar test of the whole table (it weighs tasks by their size; the mean does not).
+            let (b, c) = pairs.iter().fold((0, 0), |(b, c), p| (b + p.b, c + p.c));
+            let mean = pairs.iter().map(|p| p.difference).sum::<f64>() / pairs.len() as f64;
+            format!("{:+.1} (pooled p = {:.3})", 100.0 * mean, mcnemar_exact(b, c))
         };
         s += &format!(
             "| **average ({} tasks)** | {label} | {:.1} % | {:.1} % | {d} | | |\n",
@@ -385,36 +390,38 @@ mod tests {
     #[test]
     fn the_table_averages_each_prompt_over_tasks() {
         let acc = |c| Accuracy::new(c, 10);
-        let prompt = |label: &str, c, diff: Option<f64>| PromptResult {
+        // `pairs`: McNemar's b and c against ZS-CoT.
+        let prompt = |label: &str, c, pairs: Option<(usize, usize)>| PromptResult {
             label: label.into(),
             text: String::new(),
             dev: acc(c),
             test: acc(c),
-            versus_zs_cot: diff.map(|d| PairedComparison {
+            versus_zs_cot: pairs.map(|(b, c)| PairedComparison {
                 first: acc(5),
                 second: acc(5),
-                b: 0,
-                c: 0,
-                difference: d,
+                b,
+                c,
+                difference: (c as f64 - b as f64) / 10.0,
                 p_value: 1.0,
             }),
             constrained_test: None,
             seconds: 1.0,
         };
-        let task = |name: &str, z, g| TaskResult {
+        let task = |name: &str, z, g, pairs| TaskResult {
             task: name.into(),
-            prompts: vec![prompt("zs-cot", z, None), prompt("greater", g, Some((g as f64 - z as f64) / 10.0))],
+            prompts: vec![prompt("zs-cot", z, None), prompt("greater", g, Some(pairs))],
             optimise_seconds: 1.0,
             majority: None,
         };
         let r = FidelityReport {
             model: "m".into(),
             args: "a".into(),
-            tasks: vec![task("bbh/x", 4, 6), task("bbh/y", 6, 6)],
+            tasks: vec![task("bbh/x", 4, 6, (0, 2)), task("bbh/y", 6, 6, (1, 1))],
         };
         let t = table(&r);
         assert!(t.contains("| **average (2 tasks)** | zs-cot | 50.0 % | 50.0 % | – |"), "{t}");
-        assert!(t.contains("| **average (2 tasks)** | greater | 60.0 % | 60.0 % | +10.0 |"), "{t}");
+        // Pooled b = 1, c = 3: p = 2 · (1 + 4) / 16.
+        assert!(t.contains("| **average (2 tasks)** | greater | 60.0 % | 60.0 % | +10.0 (pooled p = 0.625) |"), "{t}");
         assert!(!t.contains("majority"), "no reference row without a reference");
         let mut with = r.clone();
         with.tasks[0].majority = Some(MajorityLabel { label: "Yes".into(), dev: acc(7), test: acc(3) });
