@@ -10,13 +10,12 @@
 //! a killed bench continues where it stopped.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use greater_models::model::LoadedModel;
 use greater_opt::eval::{EvalOptions, EvalResult, PromptInput, evaluate_drafted};
 use greater_opt::finish;
-use greater_opt::optimize::{OptimizeConfig, Run};
+use greater_opt::optimize::{OptimizeConfig, Run, RunState, state};
 use greater_tasks::{Accuracy, Example, PairedComparison, Task, mcnemar_exact};
 
 use crate::bbh::model_slug;
@@ -116,7 +115,8 @@ pub struct TaskResult {
     pub task: String,
     /// ZS-CoT first, then greater, then the paper's prompts.
     pub prompts: Vec<PromptResult>,
-    /// Seconds of the optimisation.
+    /// Seconds of the optimisation: its steps' own seconds, summed over every session that ran
+    /// them (refilled from `state.json` for rows written when only the last session counted).
     pub optimise_seconds: f64,
     /// The no-model reference: every example answered with the train examples' most frequent
     /// gold (filled in for rows written before it existed).
@@ -172,17 +172,23 @@ pub fn run(args: &FidelityArgs, host: &dyn Host) -> Result<()> {
     let paper = paper_prompts()?;
     let loaded = host.load_model(&args.model)?;
     for name in &args.tasks {
+        let dir = args.common.out.join("fidelity").join(&slug).join(name.replace('/', "_"));
         if let Some(done) = report.tasks.iter_mut().find(|t| &t.task == name) {
             eprintln!("{name}: already in {}", path.display());
+            let before = done.clone();
             if done.majority.is_none() {
                 let task = host.load_task(name)?;
                 done.majority = majority_label(used_train(&task, args), &task.dev, &task.test);
+            }
+            if state::has_checkpoint(&dir)? {
+                done.optimise_seconds = step_seconds(&state::load(&dir)?);
+            }
+            if *done != before {
                 write_json(&args.common.out, &format!("fidelity-{slug}.json"), &report)?;
             }
             continue;
         }
         let task = host.load_task(name)?;
-        let dir = args.common.out.join("fidelity").join(&slug).join(name.replace('/', "_"));
         let row = run_task(args, host, &loaded, &task, &dir, &paper).with_context(|| format!("benchmarking {name}"))?;
         report.tasks.push(row);
         write_json(&args.common.out, &format!("fidelity-{slug}.json"), &report)?;
@@ -212,12 +218,11 @@ fn run_task(
         batch_size: args.batch_size,
         ..OptimizeConfig::default()
     };
-    let t = Instant::now();
     let observer = host.observer(cfg.steps);
     let run = Run { loaded, task, cfg: &cfg, dir: dir.to_path_buf(), observer: observer.as_ref() };
     let prep = run.prepare()?;
     let state = run.optimize(&prep, dir.join("state.json").exists())?;
-    let optimise_seconds = t.elapsed().as_secs_f64();
+    let optimise_seconds = step_seconds(&state);
     // The final prompt is the dev step's choice among the top prompts, not always the best
     // training prompt: its text comes from the run's report, whose evaluations the row shows.
     let report = finish::finish(&run, &prep, &state, optimise_seconds)?;
@@ -261,6 +266,15 @@ fn run_task(
     Ok(TaskResult { task: task.name.clone(), prompts, optimise_seconds, majority })
 }
 
+/// The optimisation's seconds: its steps' own, so that a run resumed across sessions counts every
+/// step once and none of the time between sessions. In whole milliseconds: the sum over the
+/// steps read back from `state.json` can differ from the sum in memory in its last bit (JSON
+/// parsing is not exact to the bit), and a refilled row must equal the one first written.
+pub fn step_seconds(state: &RunState) -> f64 {
+    let s: f64 = state.history.iter().map(|h| h.seconds.total()).sum();
+    (s * 1e3).round() / 1e3
+}
+
 /// The train examples the optimisation uses: the first `args.train`.
 fn used_train<'t>(task: &'t Task, args: &FidelityArgs) -> &'t [Example] {
     &task.train[..args.train.min(task.train.len())]
@@ -294,6 +308,11 @@ fn read_opt(path: &PathBuf) -> Result<Option<EvalResult>> {
     }
 }
 
+/// A prompt's seconds: its two evaluations, and for greater's prompt also the optimisation.
+fn seconds_cell(label: &str, evaluation: f64, optimise: f64) -> String {
+    if label == "greater" { format!("{evaluation:.0} + {optimise:.0} optimising") } else { format!("{evaluation:.0}") }
+}
+
 /// The Markdown table: per task and prompt, then the average over tasks of each prompt label, with
 /// the exact McNemar p of all its tasks' test pairs pooled.
 pub fn table(report: &FidelityReport) -> String {
@@ -309,14 +328,14 @@ pub fn table(report: &FidelityReport) -> String {
                 .map_or("–".into(), |c| format!("{:+.1} (p = {:.3})", 100.0 * c.difference, c.p_value));
             let c = p.constrained_test.map_or("–".into(), |c| format!("{:.1} %", 100.0 * c));
             s += &format!(
-                "| {} | {} | {:.1} % | {} | {} | {} | {:.0} |\n",
+                "| {} | {} | {:.1} % | {} | {} | {} | {} |\n",
                 t.task,
                 p.label,
                 100.0 * p.dev.accuracy,
                 pct(&p.test),
                 d,
                 c,
-                p.seconds
+                seconds_cell(&p.label, p.seconds, t.optimise_seconds)
             );
         }
         if let Some(m) = &t.majority {
@@ -339,6 +358,13 @@ pub fn table(report: &FidelityReport) -> String {
         let rows: Vec<&PromptResult> =
             report.tasks.iter().flat_map(|t| &t.prompts).filter(|p| p.label == label).collect();
         let mean = |f: &dyn Fn(&PromptResult) -> f64| rows.iter().map(|p| f(p)).sum::<f64>() / rows.len() as f64;
+        let constrained: Vec<f64> = rows.iter().filter_map(|p| p.constrained_test).collect();
+        let constrained = match constrained.len() {
+            0 => "–".into(),
+            n => format!("{:.1} %", 100.0 * constrained.iter().sum::<f64>() / n as f64),
+        };
+        let tasks = report.tasks.iter().filter(|t| t.prompts.iter().any(|p| p.label == label));
+        let optimise = tasks.map(|t| t.optimise_seconds).sum::<f64>() / rows.len() as f64;
         let pairs: Vec<&PairedComparison> = rows.iter().filter_map(|p| p.versus_zs_cot.as_ref()).collect();
         let d = if pairs.is_empty() {
             "–".into()
@@ -350,10 +376,11 @@ pub fn table(report: &FidelityReport) -> String {
             format!("{:+.1} (pooled p = {:.3})", 100.0 * mean, mcnemar_exact(b, c))
         };
         s += &format!(
-            "| **average ({} tasks)** | {label} | {:.1} % | {:.1} % | {d} | | |\n",
+            "| **average ({} tasks)** | {label} | {:.1} % | {:.1} % | {d} | {constrained} | {} |\n",
             rows.len(),
             100.0 * mean(&|p| p.dev.accuracy),
-            100.0 * mean(&|p| p.test.accuracy)
+            100.0 * mean(&|p| p.test.accuracy),
+            seconds_cell(label, mean(&|p| p.seconds), optimise)
         );
     }
     let refs: Vec<&MajorityLabel> = report.tasks.iter().filter_map(|t| t.majority.as_ref()).collect();
@@ -404,13 +431,13 @@ mod tests {
                 difference: (c as f64 - b as f64) / 10.0,
                 p_value: 1.0,
             }),
-            constrained_test: None,
-            seconds: 1.0,
+            constrained_test: Some(c as f64 / 10.0),
+            seconds: c as f64,
         };
         let task = |name: &str, z, g, pairs| TaskResult {
             task: name.into(),
             prompts: vec![prompt("zs-cot", z, None), prompt("greater", g, Some(pairs))],
-            optimise_seconds: 1.0,
+            optimise_seconds: 100.0 * z as f64,
             majority: None,
         };
         let r = FidelityReport {
@@ -419,15 +446,36 @@ mod tests {
             tasks: vec![task("bbh/x", 4, 6, (0, 2)), task("bbh/y", 6, 6, (1, 1))],
         };
         let t = table(&r);
-        assert!(t.contains("| **average (2 tasks)** | zs-cot | 50.0 % | 50.0 % | – |"), "{t}");
+        assert!(t.contains("| **average (2 tasks)** | zs-cot | 50.0 % | 50.0 % | – | 50.0 % | 5 |"), "{t}");
+        // Task x's greater row: its evaluations, 6 s, and the optimisation, 400 s.
+        assert!(t.contains("| 60.0 % | 6 + 400 optimising |"), "{t}");
         // Pooled b = 1, c = 3: p = 2 · (1 + 4) / 16.
-        assert!(t.contains("| **average (2 tasks)** | greater | 60.0 % | 60.0 % | +10.0 (pooled p = 0.625) |"), "{t}");
+        assert!(t.contains("| **average (2 tasks)** | greater | 60.0 % | 60.0 % | +10.0 (pooled p = 0.625) | 60.0 % | 6 + 500 optimising |"), "{t}");
         assert!(!t.contains("majority"), "no reference row without a reference");
         let mut with = r.clone();
         with.tasks[0].majority = Some(MajorityLabel { label: "Yes".into(), dev: acc(7), test: acc(3) });
         let t = table(&with);
         assert!(t.contains("| bbh/x | majority label (Yes) | 70.0 % | 30.0 % ["), "{t}");
         assert!(t.contains("| **average (1 tasks)** | majority label | 70.0 % | 30.0 % |"), "{t}");
+    }
+
+    #[test]
+    fn the_optimisation_seconds_are_every_steps_own() {
+        use greater_opt::optimize::PhaseSeconds;
+        use greater_opt::optimize::state::StepSummary;
+        let mut s = RunState::new(vec![1, 2]);
+        for (step, selection) in [(0, 10.0), (1, 20.0)] {
+            s.history.push(StepSummary {
+                step,
+                score: 0.5,
+                mistake_rate: 0.5,
+                text: String::new(),
+                seconds: PhaseSeconds { generation: 1.0, proposal: 2.0, gradient: 3.0, selection },
+                drivers: Vec::new(),
+            });
+        }
+        assert_eq!(step_seconds(&s), 6.0 + 10.0 + 6.0 + 20.0);
+        assert_eq!(step_seconds(&RunState::new(vec![1])), 0.0);
     }
 
     fn examples(golds: &[&str]) -> Vec<Example> {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use greater_bench::fidelity::{FidelityArgs, FidelityReport, run};
+use greater_bench::fidelity::{FidelityArgs, FidelityReport, run, step_seconds};
 use greater_bench::{Common, Host};
 use greater_models::config::Family;
 use greater_models::model::LoadedModel;
@@ -52,9 +52,16 @@ fn fidelity_writes_its_table_and_resumes_task_by_task() {
     assert_eq!(first.tasks[0].prompts[0].test.total, 6, "the whole (truncated) test split");
     let majority = first.tasks[0].majority.clone().expect("the majority-label reference");
     assert_eq!((majority.dev.total, majority.test.total), (6, 6));
-    // A row written before the reference existed gets it on the next run, nothing else changes.
+    // The optimisation's seconds are its steps' own, as its checkpoint records them.
+    let dir = out.path().join("fidelity/tiny/gen_boolean_expressions");
+    let steps = greater_opt::optimize::state::load(&dir).unwrap();
+    assert!(first.tasks[0].optimise_seconds > 0.0);
+    assert_eq!(first.tasks[0].optimise_seconds, step_seconds(&steps));
+    // A row written before the reference existed gets it on the next run, and one that counted
+    // only the last session's seconds gets the steps' own; nothing else changes.
     let mut old = first.clone();
     old.tasks[0].majority = None;
+    old.tasks[0].optimise_seconds = 0.08;
     std::fs::write(&path, serde_json::to_string(&old).unwrap()).unwrap();
     run(&args(&["gen/boolean_expressions"]), &TinyHost).unwrap();
     let refilled: FidelityReport = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
