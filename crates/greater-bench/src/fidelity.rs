@@ -355,16 +355,19 @@ pub fn table(report: &FidelityReport) -> String {
         }
     }
     for label in labels {
-        let rows: Vec<&PromptResult> =
-            report.tasks.iter().flat_map(|t| &t.prompts).filter(|p| p.label == label).collect();
+        // Each task's row of this label, with the task's optimisation seconds.
+        let (rows, optimise): (Vec<&PromptResult>, Vec<f64>) = report
+            .tasks
+            .iter()
+            .flat_map(|t| t.prompts.iter().filter(|p| p.label == label).map(move |p| (p, t.optimise_seconds)))
+            .unzip();
         let mean = |f: &dyn Fn(&PromptResult) -> f64| rows.iter().map(|p| f(p)).sum::<f64>() / rows.len() as f64;
         let constrained: Vec<f64> = rows.iter().filter_map(|p| p.constrained_test).collect();
         let constrained = match constrained.len() {
             0 => "–".into(),
             n => format!("{:.1} %", 100.0 * constrained.iter().sum::<f64>() / n as f64),
         };
-        let tasks = report.tasks.iter().filter(|t| t.prompts.iter().any(|p| p.label == label));
-        let optimise = tasks.map(|t| t.optimise_seconds).sum::<f64>() / rows.len() as f64;
+        let optimise = optimise.iter().sum::<f64>() / rows.len() as f64;
         let pairs: Vec<&PairedComparison> = rows.iter().filter_map(|p| p.versus_zs_cot.as_ref()).collect();
         let d = if pairs.is_empty() {
             "–".into()
