@@ -55,6 +55,11 @@ pub struct FidelityArgs {
     /// Generation batch size.
     #[arg(long, default_value_t = 10)]
     pub batch_size: usize,
+    /// Optimise with the experimental `keep_current` selection (not the paper's; see `greater
+    /// optimize --keep-current`). It is part of the report's settings, so a report never mixes
+    /// the two selections: give it its own --out.
+    #[arg(long)]
+    pub keep_current: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,
@@ -163,10 +168,14 @@ pub struct FidelityReport {
 pub fn run(args: &FidelityArgs, host: &dyn Host) -> Result<()> {
     let slug = model_slug(&args.model);
     let path = args.common.out.join(format!("fidelity-{slug}.json"));
-    let settings = format!(
+    let mut settings = format!(
         "train={} steps={} max_reasoning_tokens={} top_prompts={} seed={} batch_size={}",
         args.train, args.steps, args.max_reasoning_tokens, args.top_prompts, args.seed, args.batch_size
     );
+    if args.keep_current {
+        // Only when on, so that the reports written before the option resume as they were.
+        settings += " keep_current=true";
+    }
     let fresh = || FidelityReport { model: args.model.clone(), args: settings.clone(), tasks: Vec::new() };
     let mut report = resume_report(&path, &settings, |r: &FidelityReport| r.args.as_str(), fresh)?;
     let paper = paper_prompts()?;
@@ -216,6 +225,7 @@ fn run_task(
         eval_limit: 0,
         top_prompts: args.top_prompts,
         batch_size: args.batch_size,
+        keep_current: args.keep_current,
         ..OptimizeConfig::default()
     };
     let observer = host.observer(cfg.steps);

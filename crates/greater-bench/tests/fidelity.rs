@@ -41,6 +41,7 @@ fn fidelity_writes_its_table_and_resumes_task_by_task() {
         top_prompts: 1,
         seed: 0,
         batch_size: 3,
+        keep_current: false,
         common: Common { out: out.path().to_path_buf(), threads: None },
     };
     run(&args(&["gen/boolean_expressions"]), &TinyHost).unwrap();
@@ -75,4 +76,13 @@ fn fidelity_writes_its_table_and_resumes_task_by_task() {
     let mut other = args(&["gen/boolean_expressions"]);
     other.steps = 2;
     assert!(run(&other, &TinyHost).is_err());
+    // So is the experimental selection; in its own folder its runs are configured with it.
+    let mut kept = args(&["gen/boolean_expressions"]);
+    kept.keep_current = true;
+    assert!(run(&kept, &TinyHost).is_err(), "a keep_current bench resumed the paper-selection report");
+    let own = tempfile::tempdir().unwrap();
+    kept.common.out = own.path().to_path_buf();
+    run(&kept, &TinyHost).unwrap();
+    let cfg = greater_opt::optimize::load_config(&own.path().join("fidelity/tiny/gen_boolean_expressions")).unwrap();
+    assert!(cfg.keep_current);
 }

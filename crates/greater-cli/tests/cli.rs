@@ -78,6 +78,7 @@ fn help_of_every_command_names_its_flags() {
                 "--batch-size",
                 "--eval-limit",
                 "--no-final-eval",
+                "--keep-current",
             ],
         ),
         (&["report", "--help"], &["<DIR>", "report.json"]),

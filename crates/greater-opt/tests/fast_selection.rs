@@ -245,3 +245,17 @@ fn drafted_final_evaluation_writes_the_plain_records() {
         }
     }
 }
+
+/// `keep_current` with the speed-ups on (the current token's score from the gradient pass) keeps
+/// the tokens the plain path keeps (its score from a scoring pass).
+#[test]
+fn fast_selection_keeps_the_current_token_where_the_plain_path_does() {
+    // Models and seeds under which the current token sometimes beats the top-μ candidate.
+    for (family, seed) in [(Family::Llama, 5), (Family::Qwen2, 2)] {
+        let loaded = tiny_loaded(family, seed).unwrap();
+        let cfg = OptimizeConfig { mu: 1, steps: 8, keep_current: true, ..config(10.0) };
+        let fast = same_decisions(&loaded, &cfg);
+        let kept = fast.iter().filter(|e| e.current_token == Some(e.chosen) && !e.top_mu.contains(&e.chosen)).count();
+        assert!(kept > 0, "{family:?}: the current token was never kept from outside the top-μ");
+    }
+}

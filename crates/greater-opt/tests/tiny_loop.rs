@@ -333,3 +333,47 @@ fn seeded_run(seed: u64, cfg: &OptimizeConfig) -> (LoadedModel, Vec<StepEvent>) 
     let events = events(dir.path());
     (loaded, events)
 }
+
+/// `keep_current` (an experiment, not the paper's rule): the current token, scored after the
+/// top-μ when they left it out, stays unless a '.' win or a strictly lower score takes its place.
+#[test]
+fn keep_current_keeps_the_token_unless_a_candidate_beats_it() {
+    // A model and seed under which the current token sometimes beats the top-μ candidate.
+    let loaded = tiny_loaded(Family::Llama, 5).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // μ = 1 of more candidates, so the current token is mostly not among those scored.
+    let cfg = OptimizeConfig { mu: 1, keep_current: true, ..config(8) };
+    optimize(&loaded, &task(), &cfg, dir.path(), false);
+    let (mut kept, mut changed, mut appended) = (0, 0, 0);
+    for (i, e) in events(dir.path()).iter().enumerate() {
+        let current = e.current_token.expect("the event names the current token");
+        // The scored top-μ come first, in their order; the current token may follow.
+        let k = e.selection.iter().zip(&e.top_mu).take_while(|(s, t)| s.token == **t).count();
+        let top = StepEvent { selection: e.selection[..k].to_vec(), ..e.clone() };
+        let w = &top.selection[expected_winner(&top)];
+        // The '.' rule applies from position 0 here.
+        let dot_win = w.text.contains('.');
+        if k < e.selection.len() {
+            assert_eq!(
+                (e.selection.len(), e.selection[k].token),
+                (k + 1, current),
+                "step {i}: only the current token follows"
+            );
+            assert!(!e.top_mu.contains(&current), "step {i}: the current token was scored twice");
+            appended += 1;
+        }
+        let want = if dot_win || w.token == current {
+            w.token
+        } else {
+            let c = e.selection.iter().find(|s| s.token == current).expect("the current token is scored");
+            if c.score <= w.score { current } else { w.token }
+        };
+        assert_eq!(e.chosen, want, "step {i}");
+        if e.chosen == current && w.token != current {
+            kept += 1;
+        } else if e.chosen != current {
+            changed += 1;
+        }
+    }
+    assert!(kept > 0 && changed > 0 && appended > 0, "kept {kept}, changed {changed}, appended {appended}");
+}

@@ -71,6 +71,12 @@ pub struct OptimizeArgs {
     /// [default: teacher_forced].
     #[arg(long, value_name = "M", value_parser = ["teacher_forced", "graded"])]
     selection_mistake: Option<String>,
+    /// Not the paper's selection: also score the current token (free with the speed-ups on) and
+    /// keep it when no top-μ candidate beats it strictly; a '.' win still stands and the position
+    /// advances either way. An experiment against prompts that drift from an early best (see
+    /// benches/README.md, "Fidelity") [default: off].
+    #[arg(long)]
+    keep_current: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     task_file: super::TaskFileArgs,
@@ -218,6 +224,9 @@ fn override_with_flags(cfg: &mut OptimizeConfig, args: &OptimizeArgs) {
     if let Some(m) = &args.selection_mistake {
         cfg.selection_mistake =
             if m == "graded" { greater_opt::optimize::SelectionMistake::Graded } else { Default::default() };
+    }
+    if args.keep_current {
+        cfg.keep_current = true;
     }
     let t = &args.task_file;
     cfg.task_spec = t.spec.clone().or(cfg.task_spec.take());

@@ -92,6 +92,12 @@ pub struct OptimizeConfig {
     /// after the prompt (the paper's Fig. 3 ablation). Selection always regenerates reasoning; an
     /// event's `current_*` loss and mistake rate are then those of the sequence without it.
     pub gradient_through: GradientThrough,
+    /// Not the paper's rule (off by default): also score the current token when the top-μ left it
+    /// out (free with one-pass scoring: its flags and NLLs come from the gradient pass) and keep
+    /// it when no candidate beats it strictly; a '.' win still stands. The position advances either
+    /// way. An experiment of issue 13: the paper's selection always changes the token and can take
+    /// a prompt worse on train than the one it replaces.
+    pub keep_current: bool,
     /// Selection speed-ups that change no decision (each can be turned off to compare paths).
     /// One pass per candidate: the prompt NLL from the generation's own prefill, and the answer
     /// teacher-forced through its KV cache (or, graded, decoded from it).
@@ -195,6 +201,7 @@ impl Default for OptimizeConfig {
             answer_target: AnswerTarget::Official,
             selection_mistake: SelectionMistake::TeacherForced,
             gradient_through: GradientThrough::Reasoning,
+            keep_current: false,
             one_pass: true,
             draft: true,
             draft_chunk: 8,
@@ -304,5 +311,6 @@ mod tests {
         assert_eq!(c.answer_target, AnswerTarget::Official);
         assert_eq!(c.selection_mistake, SelectionMistake::TeacherForced);
         assert_eq!(c.gradient_through, GradientThrough::Reasoning);
+        assert!(!c.keep_current, "the paper's selection changes the token every step");
     }
 }

@@ -77,6 +77,13 @@ impl WinnerChoice {
     }
 }
 
+/// With `keep_current` (not the paper's rule): the current token stays when selection's winner
+/// does not beat it strictly and did not win by the '.' rule. The current token is offered as if
+/// first, so a tie keeps it.
+pub fn current_stays(current_score: f32, winner_score: f32, winner_by_dot: bool) -> bool {
+    !winner_by_dot && current_score <= winner_score
+}
+
 /// Where the next step works, after the token at `position` of a prompt of `len` tokens was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Advance {
@@ -160,6 +167,14 @@ mod tests {
         assert_eq!(w.offer(1, 0.9, true), Offer::WinsByDot);
         assert_eq!(w.winner(), Some(1));
         assert!(w.closed());
+    }
+
+    #[test]
+    fn the_current_token_stays_unless_beaten_strictly_or_by_the_dot_rule() {
+        assert!(current_stays(0.4, 0.5, false), "the winner is worse");
+        assert!(current_stays(0.5, 0.5, false), "a tie keeps the current token");
+        assert!(!current_stays(0.5, 0.4, false), "the winner is better");
+        assert!(!current_stays(0.1, 0.9, true), "a '.' win stands whatever the scores");
     }
 
     #[test]

@@ -134,8 +134,12 @@ pub struct StepEvent {
     pub gradient: Vec<f32>,
     /// The top-μ candidate ids, best gradient first.
     pub top_mu: Vec<u32>,
-    /// The candidates scored by selection, in top-μ order.
+    /// The candidates scored by selection, in top-μ order; with `keep_current`, then the current
+    /// token when the top-μ left it out (unless a '.' win ended selection).
     pub selection: Vec<CandidateScore>,
+    /// The token at the position before the step (absent in events written before it was kept).
+    #[serde(default)]
+    pub current_token: Option<u32>,
     /// The chosen token.
     pub chosen: u32,
     /// Its text.

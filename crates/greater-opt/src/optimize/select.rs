@@ -7,8 +7,9 @@ use greater_grad::{TrainSequence, score_sequences};
 use greater_models::engine::Prefix;
 
 use super::config::SelectionMistake;
-use super::decide::{Offer, WinnerChoice, dot_rule_applies};
+use super::decide::{Offer, WinnerChoice, current_stays, dot_rule_applies};
 use super::event::{CandidateScore, StepCost};
+use super::select_fast::score_current;
 use super::step::StepContext;
 use crate::OptError;
 use crate::answer_pass::answer_pass;
@@ -73,6 +74,40 @@ pub(super) fn select(
     let winner_reasoning = winner_reasoning.expect("the winner's reasoning is kept");
     let cost = StepCost { decoded_tokens: generated, ..StepCost::default() };
     Ok(Selection { scored, winner, winner_reasoning, cost })
+}
+
+/// With `keep_current`: the current token against selection's winner ([`current_stays`]). Unless
+/// the winner won by the '.' rule, the current token's score is known (scored among the top-μ) or
+/// computed from its reasoning and appended to `scored`, and it becomes the winner, with its
+/// reasoning, when the winner does not beat it strictly.
+pub(super) fn keep_current(
+    ctx: &StepContext<'_>,
+    mut sel: Selection,
+    reasoning: &[Vec<u32>],
+    current: &[(bool, f32)],
+    prefixes: Option<&[Arc<Prefix>]>,
+) -> Result<Selection, OptError> {
+    let cfg = ctx.cfg();
+    let token = ctx.current_token();
+    let winner = &sel.scored[sel.winner];
+    let by_dot = dot_rule_applies(&winner.text, ctx.pos, ctx.state.initial_len, cfg.dot_rule_fraction);
+    if winner.token == token || by_dot {
+        return Ok(sel);
+    }
+    let winner_score = winner.score;
+    let at = match sel.scored.iter().position(|s| s.token == token && s.pruned_after.is_none()) {
+        Some(at) => at,
+        None => {
+            let s = score_current(ctx, reasoning, current, prefixes, &mut sel.cost)?;
+            sel.scored.push(CandidateScore { token, text: ctx.tok().decode(&[token], false)?, ..s });
+            sel.scored.len() - 1
+        }
+    };
+    if current_stays(sel.scored[at].score, winner_score, false) {
+        sel.winner = at;
+        sel.winner_reasoning = reasoning.to_vec();
+    }
+    Ok(sel)
 }
 
 /// The selection score of prompt `cand` with its reasoning `r` (token and text are filled in by

@@ -97,24 +97,8 @@ pub(super) fn select(
             others.push(i);
             continue;
         }
-        let graded = cfg.selection_mistake == SelectionMistake::Graded;
-        let e = if cfg.one_pass && !graded && current_flags.len() == ctx.n() {
-            // The gradient pass read the current prompt's flags and NLLs: no forward at all.
-            let outcomes: Vec<Outcome> =
-                current_flags.iter().map(|&(m, nll)| Outcome { mistake: m, teacher_forced: m, nll }).collect();
-            Evaluation::Full(full_score(&outcomes, cfg), reasoning.to_vec())
-        } else if cfg.one_pass && graded {
-            // Its reasoning is known: one prefill of prompt · reasoning, the answer from its cache.
-            let t = Instant::now();
-            let s = score_known(ctx, &ctx.with_token(top[i]), reasoning, prefixes)?;
-            cost.selection_scoring += t.elapsed().as_secs_f64();
-            Evaluation::Full(s, reasoning.to_vec())
-        } else {
-            let t = Instant::now();
-            let s = score_candidate(ctx, &ctx.with_token(top[i]), reasoning)?;
-            cost.selection_scoring += t.elapsed().as_secs_f64();
-            Evaluation::Full(s, reasoning.to_vec())
-        };
+        let e =
+            Evaluation::Full(score_current(ctx, reasoning, current_flags, prefixes, &mut cost)?, reasoning.to_vec());
         best = e.score();
         results[i] = Some(e);
     }
@@ -141,6 +125,35 @@ pub(super) fn select(
         scored.push(CandidateScore { token: top[i], text: texts[i].clone(), ..s });
     }
     Ok(Selection { scored, winner, winner_reasoning, cost })
+}
+
+/// The current prompt's selection score (token and text left for the caller): from the gradient
+/// pass's flags and NLLs when one-pass scoring reads them (no forward at all), else one scoring
+/// pass over its known reasoning.
+pub(super) fn score_current(
+    ctx: &StepContext<'_>,
+    reasoning: &[Vec<u32>],
+    current_flags: &[(bool, f32)],
+    prefixes: Option<&[Arc<Prefix>]>,
+    cost: &mut StepCost,
+) -> Result<CandidateScore, OptError> {
+    let cfg = ctx.cfg();
+    let graded = cfg.selection_mistake == SelectionMistake::Graded;
+    if cfg.one_pass && !graded && current_flags.len() == ctx.n() {
+        let outcomes: Vec<Outcome> =
+            current_flags.iter().map(|&(m, nll)| Outcome { mistake: m, teacher_forced: m, nll }).collect();
+        return Ok(full_score(&outcomes, cfg));
+    }
+    let t = Instant::now();
+    let control = &ctx.state.control;
+    let s = if cfg.one_pass && graded {
+        // Its reasoning is known: one prefill of prompt · reasoning, the answer from its cache.
+        score_known(ctx, control, reasoning, prefixes)?
+    } else {
+        score_candidate(ctx, control, reasoning)?
+    };
+    cost.selection_scoring += t.elapsed().as_secs_f64();
+    Ok(s)
 }
 
 /// Generate and score the candidate prompts `cands` on every train example in one engine run,

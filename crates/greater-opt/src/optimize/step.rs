@@ -12,7 +12,7 @@ use super::config::{AnswerTarget, GradientThrough, OptimizeConfig};
 use super::decide::{Advance, AfterStep, advance, after_step, top_mu};
 use super::event::{Attribution, PhaseSeconds, StepCost, StepEvent};
 use super::proposal::{position_logits, propose};
-use super::select::{Selection, select};
+use super::select::{Selection, keep_current, select};
 use super::select_fast::{add_stats, engine_options};
 use super::state::{Driver, RunState, ScoredPrompt, StepSummary};
 use super::{Prepared, Run, step_seed};
@@ -156,7 +156,13 @@ pub(super) fn step(
     let (candidates, prefixes) = timed(&mut seconds.proposal, || candidates(&ctx, banned))?;
     let grads = timed(&mut seconds.gradient, || gradients(&ctx, &reasoning, &candidates))?;
     let top: Vec<u32> = top_mu(&grads.grad, run.cfg.mu).into_iter().map(|i| candidates[i]).collect();
-    let sel = timed(&mut seconds.selection, || select(&ctx, &top, &reasoning, &grads.current, prefixes.as_deref()))?;
+    let sel = timed(&mut seconds.selection, || {
+        let sel = select(&ctx, &top, &reasoning, &grads.current, prefixes.as_deref())?;
+        if !run.cfg.keep_current {
+            return Ok(sel);
+        }
+        keep_current(&ctx, sel, &reasoning, &grads.current, prefixes.as_deref())
+    })?;
     let mut cost = sel.cost;
     cost.add(&pass_cost);
     let mut next = next_state(&ctx, &sel, seconds)?;
@@ -177,6 +183,7 @@ pub(super) fn step(
         candidates,
         gradient: grads.grad,
         top_mu: top,
+        current_token: Some(ctx.current_token()),
         chosen: chosen.token,
         chosen_text: chosen.text.clone(),
         score: chosen.score,
