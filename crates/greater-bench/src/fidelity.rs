@@ -60,6 +60,11 @@ pub struct FidelityArgs {
     /// the two selections: give it its own --out.
     #[arg(long)]
     pub keep_current: bool,
+    /// Another fidelity folder (same model and tasks, e.g. the paper's selection next to
+    /// `--keep-current`): greater's final prompts of the two, paired on dev and on test, for
+    /// every task both finished; written to `against-<model>.json`.
+    #[arg(long, value_name = "DIR")]
+    pub against: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,
@@ -204,6 +209,12 @@ pub fn run(args: &FidelityArgs, host: &dyn Host) -> Result<()> {
     }
     print!("{}", table(&report));
     println!("wrote {}", path.display());
+    if let Some(other) = &args.against {
+        match crate::fidelity_against::compare(&args.common.out, other, &slug, &args.tasks)? {
+            Some(r) => print!("\n{}", crate::fidelity_against::table(&r)),
+            None => println!("no task is finished in both {} and {}", args.common.out.display(), other.display()),
+        }
+    }
     Ok(())
 }
 

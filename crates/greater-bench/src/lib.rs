@@ -12,7 +12,8 @@
 //! - `bbh`: optimise + evaluate per task (`bbh-<model>.json`); `compare` tables several models;
 //! - `peers`: the `models` workloads through HF transformers and llama.cpp too, with ratios;
 //! - `step --random NAME`: one GReaTer step of a random model in a real shape, by phase;
-//! - `fidelity`: ZS-CoT against greater's and the paper's prompts on whole splits (resumable);
+//! - `fidelity`: ZS-CoT against greater's and the paper's prompts on whole splits (resumable),
+//!   and (`fidelity_against`) two fidelity folders' greater prompts paired on dev;
 //! - `signal`: the official training signal against the graded one, paired on dev (resumable);
 //! - `parity`: logits, token gradient and greedy tokens of one model, compared across backends.
 //!
@@ -23,6 +24,7 @@ pub mod bbh;
 pub mod breakdown;
 pub mod compare;
 pub mod fidelity;
+pub mod fidelity_against;
 pub mod grad;
 pub mod machine;
 pub mod models;

@@ -42,6 +42,7 @@ fn fidelity_writes_its_table_and_resumes_task_by_task() {
         seed: 0,
         batch_size: 3,
         keep_current: false,
+        against: None,
         common: Common { out: out.path().to_path_buf(), threads: None },
     };
     run(&args(&["gen/boolean_expressions"]), &TinyHost).unwrap();
@@ -85,4 +86,51 @@ fn fidelity_writes_its_table_and_resumes_task_by_task() {
     run(&kept, &TinyHost).unwrap();
     let cfg = greater_opt::optimize::load_config(&own.path().join("fidelity/tiny/gen_boolean_expressions")).unwrap();
     assert!(cfg.keep_current);
+}
+
+/// `--against`: the other folder's greater prompt first, this one's second, example by example.
+#[test]
+fn against_pairs_the_two_folders_greater_prompts_in_that_order() {
+    use greater_bench::fidelity_against::{AgainstReport, compare};
+    let here = tempfile::tempdir().unwrap();
+    let tasks = vec!["gen/boolean_expressions".to_string()];
+    let args = FidelityArgs {
+        model: "tiny".into(),
+        tasks: tasks.clone(),
+        train: 2,
+        steps: 1,
+        max_reasoning_tokens: 4,
+        top_prompts: 1,
+        seed: 0,
+        batch_size: 3,
+        keep_current: false,
+        against: None,
+        common: Common { out: here.path().to_path_buf(), threads: None },
+    };
+    run(&args, &TinyHost).unwrap();
+    // Against itself: nothing differs.
+    let same = compare(here.path(), here.path(), "tiny", &tasks).unwrap().expect("a task in both");
+    assert_eq!((same.tasks[0].dev.b, same.tasks[0].dev.c, same.tasks[0].dev.first.total), (0, 0, 6));
+    // A copy where the first dev example flips: the copy is "there", so the flip shows as this
+    // folder's win (c) when the copy got it wrong, its loss (b) when the copy got it right.
+    let there = tempfile::tempdir().unwrap();
+    let evals = |root: &Path| root.join("fidelity/tiny/gen_boolean_expressions/evals");
+    std::fs::create_dir_all(evals(there.path())).unwrap();
+    for split in ["dev", "test"] {
+        let file = format!("final-{split}.json");
+        std::fs::copy(evals(here.path()).join(&file), evals(there.path()).join(&file)).unwrap();
+    }
+    let path = evals(there.path()).join("final-dev.json");
+    let mut dev: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let was = dev["records"][0]["correct"].as_bool().unwrap();
+    dev["records"][0]["correct"] = serde_json::Value::Bool(!was);
+    std::fs::write(&path, dev.to_string()).unwrap();
+    let flipped = compare(here.path(), there.path(), "tiny", &tasks).unwrap().unwrap();
+    let d = &flipped.tasks[0].dev;
+    assert_eq!((d.b, d.c), if was { (0, 1) } else { (1, 0) }, "there first, here second");
+    assert_eq!((flipped.tasks[0].test.b, flipped.tasks[0].test.c), (0, 0));
+    let written: AgainstReport =
+        serde_json::from_str(&std::fs::read_to_string(here.path().join("against-tiny.json")).unwrap()).unwrap();
+    assert_eq!(written, flipped);
+    assert!(greater_bench::fidelity_against::table(&flipped).contains("average (1 tasks)"));
 }

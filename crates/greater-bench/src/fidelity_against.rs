@@ -1,0 +1,116 @@
+//! `greater bench fidelity --against DIR`: greater's final prompt of this bench against the one of
+//! another fidelity folder with the same model and tasks (e.g. `--keep-current` against the
+//! paper's selection), paired example by example. Dev is the split a default may be changed on
+//! (issue 13); test is shown for the record.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use greater_opt::eval::EvalResult;
+use greater_tasks::{PairedComparison, mcnemar_exact};
+
+use crate::write_json;
+
+/// One task: the other folder's greater prompt first, this folder's second.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SideBySide {
+    /// Task name.
+    pub task: String,
+    /// Paired on the whole dev split.
+    pub dev: PairedComparison,
+    /// Paired on the whole test split.
+    pub test: PairedComparison,
+}
+
+/// `against-<model>.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AgainstReport {
+    /// The other folder, as given.
+    pub against: String,
+    /// Tasks finished in both folders, in the bench's order.
+    pub tasks: Vec<SideBySide>,
+    /// Exact McNemar p of every task's dev pairs pooled.
+    pub pooled_dev_p: f64,
+    /// The same on test.
+    pub pooled_test_p: f64,
+}
+
+/// Compare the greater prompts of `out` and `other` on every task of `tasks` that both finished;
+/// write `against-<slug>.json` into `out` and return the report (`None` when no task is in both).
+pub fn compare(out: &Path, other: &Path, slug: &str, tasks: &[String]) -> Result<Option<AgainstReport>> {
+    let mut rows = Vec::new();
+    for task in tasks {
+        let evals = |root: &Path| root.join("fidelity").join(slug).join(task.replace('/', "_")).join("evals");
+        let (mine, theirs) = (evals(out), evals(other));
+        let pair = |split: &str| -> Result<Option<PairedComparison>> {
+            let file = format!("final-{split}.json");
+            let (Some(a), Some(b)) = (read(&theirs.join(&file))?, read(&mine.join(&file))?) else { return Ok(None) };
+            if a.records.iter().map(|r| &r.input).ne(b.records.iter().map(|r| &r.input)) {
+                bail!("{task} {split}: {} and {} hold different examples", theirs.display(), mine.display());
+            }
+            Ok(Some(PairedComparison::new(&a.correct(), &b.correct())?))
+        };
+        if let (Some(dev), Some(test)) = (pair("dev")?, pair("test")?) {
+            rows.push(SideBySide { task: task.clone(), dev, test });
+        }
+    }
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let pooled = |f: fn(&SideBySide) -> &PairedComparison| {
+        let (b, c) = rows.iter().map(f).fold((0, 0), |(b, c), p| (b + p.b, c + p.c));
+        mcnemar_exact(b, c)
+    };
+    let report = AgainstReport {
+        against: other.display().to_string(),
+        pooled_dev_p: pooled(|r| &r.dev),
+        pooled_test_p: pooled(|r| &r.test),
+        tasks: rows,
+    };
+    write_json(out, &format!("against-{slug}.json"), &report)?;
+    Ok(Some(report))
+}
+
+fn read(path: &Path) -> Result<Option<EvalResult>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            Ok(Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// The report as Markdown: per task and pooled, the other folder's accuracy, this one's, and the
+/// paired difference with its exact McNemar p.
+pub fn table(report: &AgainstReport) -> String {
+    let cell = |p: &PairedComparison| {
+        format!(
+            "{:.1} % → {:.1} % | {:+.1} ({} wins / {} losses, p = {:.3})",
+            100.0 * p.first.accuracy,
+            100.0 * p.second.accuracy,
+            100.0 * p.difference,
+            p.c,
+            p.b,
+            p.p_value
+        )
+    };
+    let mut s = format!("greater's prompt here against the one in {}\n\n", report.against);
+    s += "| task | dev: there → here | Δ dev | test: there → here | Δ test |\n|---|---|---|---|---|\n";
+    for r in &report.tasks {
+        s += &format!("| {} | {} | {} |\n", r.task, cell(&r.dev), cell(&r.test));
+    }
+    let mean = |f: fn(&SideBySide) -> f64| 100.0 * report.tasks.iter().map(f).sum::<f64>() / report.tasks.len() as f64;
+    s += &format!(
+        "| **average ({} tasks)** | {:.1} % → {:.1} % | {:+.1} (pooled p = {:.3}) | {:.1} % → {:.1} % | {:+.1} (pooled p = {:.3}) |\n",
+        report.tasks.len(),
+        mean(|r| r.dev.first.accuracy),
+        mean(|r| r.dev.second.accuracy),
+        mean(|r| r.dev.difference),
+        report.pooled_dev_p,
+        mean(|r| r.test.first.accuracy),
+        mean(|r| r.test.second.accuracy),
+        mean(|r| r.test.difference),
+        report.pooled_test_p
+    );
+    s
+}
