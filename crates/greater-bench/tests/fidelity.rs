@@ -29,10 +29,9 @@ impl Host for TinyHost {
     }
 }
 
-#[test]
-fn fidelity_writes_its_table_and_resumes_task_by_task() {
-    let out = tempfile::tempdir().unwrap();
-    let args = |tasks: &[&str]| FidelityArgs {
+/// A bench of one short step per task into `out`.
+fn tiny_args(out: &Path, tasks: &[&str]) -> FidelityArgs {
+    FidelityArgs {
         model: "tiny".into(),
         tasks: tasks.iter().map(|t| t.to_string()).collect(),
         train: 2,
@@ -43,8 +42,14 @@ fn fidelity_writes_its_table_and_resumes_task_by_task() {
         batch_size: 3,
         keep_current: false,
         against: None,
-        common: Common { out: out.path().to_path_buf(), threads: None },
-    };
+        common: Common { out: out.to_path_buf(), threads: None },
+    }
+}
+
+#[test]
+fn fidelity_writes_its_table_and_resumes_task_by_task() {
+    let out = tempfile::tempdir().unwrap();
+    let args = |tasks: &[&str]| tiny_args(out.path(), tasks);
     run(&args(&["gen/boolean_expressions"]), &TinyHost).unwrap();
     let path = out.path().join("fidelity-tiny.json");
     let first: FidelityReport = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -93,20 +98,8 @@ fn fidelity_writes_its_table_and_resumes_task_by_task() {
 fn against_pairs_the_two_folders_greater_prompts_in_that_order() {
     use greater_bench::fidelity_against::{AgainstReport, compare};
     let here = tempfile::tempdir().unwrap();
-    let tasks = vec!["gen/boolean_expressions".to_string()];
-    let args = FidelityArgs {
-        model: "tiny".into(),
-        tasks: tasks.clone(),
-        train: 2,
-        steps: 1,
-        max_reasoning_tokens: 4,
-        top_prompts: 1,
-        seed: 0,
-        batch_size: 3,
-        keep_current: false,
-        against: None,
-        common: Common { out: here.path().to_path_buf(), threads: None },
-    };
+    let args = tiny_args(here.path(), &["gen/boolean_expressions"]);
+    let tasks = args.tasks.clone();
     run(&args, &TinyHost).unwrap();
     // Against itself: nothing differs.
     let same = compare(here.path(), here.path(), "tiny", &tasks).unwrap().expect("a task in both");
