@@ -60,11 +60,12 @@ pub struct FidelityArgs {
     /// the two selections: give it its own --out.
     #[arg(long)]
     pub keep_current: bool,
-    /// Another fidelity folder (same model and tasks, e.g. the paper's selection next to
-    /// `--keep-current`): greater's final prompts of the two, paired on dev and on test, for
-    /// every task both finished; written to `against-<model>.json`.
-    #[arg(long, value_name = "DIR")]
-    pub against: Option<PathBuf>,
+    /// Other fidelity folders, comma separated (same model and settings, e.g. the paper's
+    /// selection next to `--keep-current`): greater's final prompt here against theirs (a task
+    /// from the first folder that finished it), paired on dev and on test; written to
+    /// `against-<model>.json`.
+    #[arg(long, value_name = "DIR,…", value_delimiter = ',')]
+    pub against: Vec<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,
@@ -209,10 +210,10 @@ pub fn run(args: &FidelityArgs, host: &dyn Host) -> Result<()> {
     }
     print!("{}", table(&report));
     println!("wrote {}", path.display());
-    if let Some(other) = &args.against {
-        match crate::fidelity_against::compare(&args.common.out, other, &slug, &args.tasks)? {
+    if !args.against.is_empty() {
+        match crate::fidelity_against::compare(&args.common.out, &args.against, &slug, &args.tasks)? {
             Some(r) => print!("\n{}", crate::fidelity_against::table(&r)),
-            None => println!("no task is finished in both {} and {}", args.common.out.display(), other.display()),
+            None => println!("no task is finished both here and in {:?}", args.against),
         }
     }
     Ok(())

@@ -1,9 +1,10 @@
-//! `greater bench fidelity --against DIR`: greater's final prompt of this bench against the one of
-//! another fidelity folder with the same model and tasks (e.g. `--keep-current` against the
-//! paper's selection), paired example by example. Dev is the split a default may be changed on
+//! `greater bench fidelity --against DIR[,DIR…]`: greater's final prompt of this bench against the
+//! one of other fidelity folders with the same model and settings (e.g. `--keep-current` against
+//! the paper's selection; a task is taken from the first folder that finished it), paired example
+//! by example. Dev is the split a default may be changed on
 //! (issue 13); test is shown for the record.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use greater_opt::eval::EvalResult;
@@ -16,6 +17,8 @@ use crate::write_json;
 pub struct SideBySide {
     /// Task name.
     pub task: String,
+    /// The other folder it was found in.
+    pub against: String,
     /// Paired on the whole dev split.
     pub dev: PairedComparison,
     /// Paired on the whole test split.
@@ -25,9 +28,7 @@ pub struct SideBySide {
 /// `against-<model>.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AgainstReport {
-    /// The other folder, as given.
-    pub against: String,
-    /// Tasks finished in both folders, in the bench's order.
+    /// Tasks finished here and in one of the other folders, in the bench's order.
     pub tasks: Vec<SideBySide>,
     /// Exact McNemar p of every task's dev pairs pooled.
     pub pooled_dev_p: f64,
@@ -35,13 +36,16 @@ pub struct AgainstReport {
     pub pooled_test_p: f64,
 }
 
-/// Compare the greater prompts of `out` and `other` on every task of `tasks` that both finished;
-/// write `against-<slug>.json` into `out` and return the report (`None` when no task is in both).
-pub fn compare(out: &Path, other: &Path, slug: &str, tasks: &[String]) -> Result<Option<AgainstReport>> {
+/// Compare the greater prompts of `out` and `others` on every task of `tasks` finished in `out`
+/// and in one of `others` (the first that has it); write `against-<slug>.json` into `out` and
+/// return the report (`None` when no task is in both).
+pub fn compare(out: &Path, others: &[PathBuf], slug: &str, tasks: &[String]) -> Result<Option<AgainstReport>> {
     let mut rows = Vec::new();
     for task in tasks {
         let evals = |root: &Path| root.join("fidelity").join(slug).join(task.replace('/', "_")).join("evals");
-        let (mine, theirs) = (evals(out), evals(other));
+        let mine = evals(out);
+        let Some(other) = others.iter().find(|o| evals(o).join("final-dev.json").exists()) else { continue };
+        let theirs = evals(other);
         let pair = |split: &str| -> Result<Option<PairedComparison>> {
             let file = format!("final-{split}.json");
             let (Some(a), Some(b)) = (read(&theirs.join(&file))?, read(&mine.join(&file))?) else { return Ok(None) };
@@ -51,7 +55,7 @@ pub fn compare(out: &Path, other: &Path, slug: &str, tasks: &[String]) -> Result
             Ok(Some(PairedComparison::new(&a.correct(), &b.correct())?))
         };
         if let (Some(dev), Some(test)) = (pair("dev")?, pair("test")?) {
-            rows.push(SideBySide { task: task.clone(), dev, test });
+            rows.push(SideBySide { task: task.clone(), against: other.display().to_string(), dev, test });
         }
     }
     if rows.is_empty() {
@@ -61,12 +65,7 @@ pub fn compare(out: &Path, other: &Path, slug: &str, tasks: &[String]) -> Result
         let (b, c) = rows.iter().map(f).fold((0, 0), |(b, c), p| (b + p.b, c + p.c));
         mcnemar_exact(b, c)
     };
-    let report = AgainstReport {
-        against: other.display().to_string(),
-        pooled_dev_p: pooled(|r| &r.dev),
-        pooled_test_p: pooled(|r| &r.test),
-        tasks: rows,
-    };
+    let report = AgainstReport { pooled_dev_p: pooled(|r| &r.dev), pooled_test_p: pooled(|r| &r.test), tasks: rows };
     write_json(out, &format!("against-{slug}.json"), &report)?;
     Ok(Some(report))
 }
@@ -94,14 +93,14 @@ pub fn table(report: &AgainstReport) -> String {
             p.p_value
         )
     };
-    let mut s = format!("greater's prompt here against the one in {}\n\n", report.against);
-    s += "| task | dev: there → here | Δ dev | test: there → here | Δ test |\n|---|---|---|---|---|\n";
+    let mut s = "greater's prompt there (the folder named) against the one here\n\n".to_string();
+    s += "| task | there | dev: there → here | Δ dev | test: there → here | Δ test |\n|---|---|---|---|---|---|\n";
     for r in &report.tasks {
-        s += &format!("| {} | {} | {} |\n", r.task, cell(&r.dev), cell(&r.test));
+        s += &format!("| {} | {} | {} | {} |\n", r.task, r.against, cell(&r.dev), cell(&r.test));
     }
     let mean = |f: fn(&SideBySide) -> f64| 100.0 * report.tasks.iter().map(f).sum::<f64>() / report.tasks.len() as f64;
     s += &format!(
-        "| **average ({} tasks)** | {:.1} % → {:.1} % | {:+.1} (pooled p = {:.3}) | {:.1} % → {:.1} % | {:+.1} (pooled p = {:.3}) |\n",
+        "| **average ({} tasks)** | | {:.1} % → {:.1} % | {:+.1} (pooled p = {:.3}) | {:.1} % → {:.1} % | {:+.1} (pooled p = {:.3}) |\n",
         report.tasks.len(),
         mean(|r| r.dev.first.accuracy),
         mean(|r| r.dev.second.accuracy),

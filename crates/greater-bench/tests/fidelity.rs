@@ -41,7 +41,7 @@ fn tiny_args(out: &Path, tasks: &[&str]) -> FidelityArgs {
         seed: 0,
         batch_size: 3,
         keep_current: false,
-        against: None,
+        against: Vec::new(),
         common: Common { out: out.to_path_buf(), threads: None },
     }
 }
@@ -102,7 +102,7 @@ fn against_pairs_the_two_folders_greater_prompts_in_that_order() {
     let tasks = args.tasks.clone();
     run(&args, &TinyHost).unwrap();
     // Against itself: nothing differs.
-    let same = compare(here.path(), here.path(), "tiny", &tasks).unwrap().expect("a task in both");
+    let same = compare(here.path(), &[here.path().to_path_buf()], "tiny", &tasks).unwrap().expect("a task in both");
     assert_eq!((same.tasks[0].dev.b, same.tasks[0].dev.c, same.tasks[0].dev.first.total), (0, 0, 6));
     // A copy where the first dev example flips: the copy is "there", so the flip shows as this
     // folder's win (c) when the copy got it wrong, its loss (b) when the copy got it right.
@@ -118,10 +118,15 @@ fn against_pairs_the_two_folders_greater_prompts_in_that_order() {
     let was = dev["records"][0]["correct"].as_bool().unwrap();
     dev["records"][0]["correct"] = serde_json::Value::Bool(!was);
     std::fs::write(&path, dev.to_string()).unwrap();
-    let flipped = compare(here.path(), there.path(), "tiny", &tasks).unwrap().unwrap();
+    // A folder without the task is passed over for the next one.
+    let empty = tempfile::tempdir().unwrap();
+    let flipped = compare(here.path(), &[empty.path().to_path_buf(), there.path().to_path_buf()], "tiny", &tasks)
+        .unwrap()
+        .unwrap();
     let d = &flipped.tasks[0].dev;
     assert_eq!((d.b, d.c), if was { (0, 1) } else { (1, 0) }, "there first, here second");
     assert_eq!((flipped.tasks[0].test.b, flipped.tasks[0].test.c), (0, 0));
+    assert_eq!(flipped.tasks[0].against, there.path().display().to_string());
     let written: AgainstReport =
         serde_json::from_str(&std::fs::read_to_string(here.path().join("against-tiny.json")).unwrap()).unwrap();
     assert_eq!(written, flipped);
