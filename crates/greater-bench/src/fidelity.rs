@@ -323,7 +323,8 @@ fn read(path: &PathBuf) -> Result<EvalResult> {
     read_opt(path)?.with_context(|| format!("{} is missing", path.display()))
 }
 
-fn read_opt(path: &PathBuf) -> Result<Option<EvalResult>> {
+/// An evaluation file, `None` when it is not there yet.
+pub(crate) fn read_opt(path: &PathBuf) -> Result<Option<EvalResult>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?)),
         Err(_) => Ok(None),

@@ -1,15 +1,15 @@
 //! `greater bench fidelity --against DIR[,DIR…]`: greater's final prompt of this bench against the
 //! one of other fidelity folders with the same model and settings (e.g. `--keep-current` against
 //! the paper's selection; a task is taken from the first folder that finished it), paired example
-//! by example. Dev is the split a default may be changed on
-//! (issue 13); test is shown for the record.
+//! by example. Dev is the split a default may be changed on (issue 13); test is shown for the
+//! record.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use greater_opt::eval::EvalResult;
 use greater_tasks::{PairedComparison, mcnemar_exact};
 
+use crate::fidelity::read_opt;
 use crate::write_json;
 
 /// One task: the other folder's greater prompt first, this folder's second.
@@ -48,7 +48,9 @@ pub fn compare(out: &Path, others: &[PathBuf], slug: &str, tasks: &[String]) -> 
         let theirs = evals(other);
         let pair = |split: &str| -> Result<Option<PairedComparison>> {
             let file = format!("final-{split}.json");
-            let (Some(a), Some(b)) = (read(&theirs.join(&file))?, read(&mine.join(&file))?) else { return Ok(None) };
+            let (Some(a), Some(b)) = (read_opt(&theirs.join(&file))?, read_opt(&mine.join(&file))?) else {
+                return Ok(None);
+            };
             if a.records.iter().map(|r| &r.input).ne(b.records.iter().map(|r| &r.input)) {
                 bail!("{task} {split}: {} and {} hold different examples", theirs.display(), mine.display());
             }
@@ -68,15 +70,6 @@ pub fn compare(out: &Path, others: &[PathBuf], slug: &str, tasks: &[String]) -> 
     let report = AgainstReport { pooled_dev_p: pooled(|r| &r.dev), pooled_test_p: pooled(|r| &r.test), tasks: rows };
     write_json(out, &format!("against-{slug}.json"), &report)?;
     Ok(Some(report))
-}
-
-fn read(path: &Path) -> Result<Option<EvalResult>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            Ok(Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?))
-        }
-        Err(_) => Ok(None),
-    }
 }
 
 /// The report as Markdown: per task and pooled, the other folder's accuracy, this one's, and the
