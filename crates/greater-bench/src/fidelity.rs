@@ -63,7 +63,8 @@ pub struct FidelityArgs {
     /// Other fidelity folders, comma separated (same model and settings, e.g. the paper's
     /// selection next to `--keep-current`): greater's final prompt here against theirs (a task
     /// from the first folder that finished it), paired on dev and on test; written to
-    /// `against-<model>.json`.
+    /// `against-<model>.json`. The ZS-CoT and paper evaluations, which the optimisation does not
+    /// change, are copied from the first of them with the same settings instead of recomputed.
     #[arg(long, value_name = "DIR,…", value_delimiter = ',')]
     pub against: Vec<PathBuf>,
     #[command(flatten)]
@@ -202,6 +203,11 @@ pub fn run(args: &FidelityArgs, host: &dyn Host) -> Result<()> {
                 write_json(&args.common.out, &format!("fidelity-{slug}.json"), &report)?;
             }
             continue;
+        }
+        if let Some((n, from)) =
+            crate::fidelity_against::reuse_fixed_evaluations(&dir, &args.against, &slug, name, &settings)?
+        {
+            eprintln!("{name}: {n} evaluations of the ZS-CoT and paper prompts taken from {}", from.display());
         }
         let task = host.load_task(name)?;
         let row = run_task(args, host, &loaded, &task, &dir, &paper).with_context(|| format!("benchmarking {name}"))?;

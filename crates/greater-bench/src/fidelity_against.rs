@@ -2,14 +2,15 @@
 //! one of other fidelity folders with the same model and settings (e.g. `--keep-current` against
 //! the paper's selection; a task is taken from the first folder that finished it), paired example
 //! by example. Dev is the split a default may be changed on (issue 13); test is shown for the
-//! record.
+//! record. The evaluations that do not depend on the optimisation are taken from those folders
+//! rather than computed again ([`reuse_fixed_evaluations`]).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use greater_tasks::{PairedComparison, mcnemar_exact};
 
-use crate::fidelity::read_opt;
+use crate::fidelity::{FidelityReport, read_opt};
 use crate::write_json;
 
 /// One task: the other folder's greater prompt first, this folder's second.
@@ -70,6 +71,47 @@ pub fn compare(out: &Path, others: &[PathBuf], slug: &str, tasks: &[String]) -> 
     let report = AgainstReport { pooled_dev_p: pooled(|r| &r.dev), pooled_test_p: pooled(|r| &r.test), tasks: rows };
     write_json(out, &format!("against-{slug}.json"), &report)?;
     Ok(Some(report))
+}
+
+/// Before a task runs here: the evaluations that do not depend on the optimisation — ZS-CoT on
+/// train, dev and test (`initial-*`) and the paper's prompts (`paper-*`) — copied into `task_dir`'s
+/// `evals/` from the first of `others` whose report has the same settings as `settings` (the
+/// selection aside) and holds them. Greedy evaluation is deterministic, so the copy is what an
+/// evaluation here would write, without its hours; a file already here is kept. Returns how many
+/// files were copied and from where (`None` when no folder qualifies).
+pub fn reuse_fixed_evaluations(
+    task_dir: &Path,
+    others: &[PathBuf],
+    slug: &str,
+    task: &str,
+    settings: &str,
+) -> Result<Option<(usize, PathBuf)>> {
+    let selection_aside = |s: &str| s.replace(" keep_current=true", "");
+    for other in others {
+        let path = other.join(format!("fidelity-{slug}.json"));
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let report: FidelityReport =
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        if selection_aside(&report.args) != selection_aside(settings) {
+            continue;
+        }
+        let theirs = other.join("fidelity").join(slug).join(task.replace('/', "_")).join("evals");
+        let Ok(entries) = std::fs::read_dir(&theirs) else { continue };
+        let mine = task_dir.join("evals");
+        std::fs::create_dir_all(&mine).with_context(|| format!("creating {}", mine.display()))?;
+        let mut copied = 0;
+        for entry in entries {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let fixed = name.starts_with("initial-") || name.starts_with("paper-");
+            if fixed && name.ends_with(".json") && !mine.join(&name).exists() {
+                std::fs::copy(theirs.join(&name), mine.join(&name))
+                    .with_context(|| format!("copying {} to {}", theirs.join(&name).display(), mine.display()))?;
+                copied += 1;
+            }
+        }
+        return Ok(Some((copied, other.clone())));
+    }
+    Ok(None)
 }
 
 /// The report as Markdown: per task and pooled, the other folder's accuracy, this one's, and the

@@ -132,3 +132,41 @@ fn against_pairs_the_two_folders_greater_prompts_in_that_order() {
     assert_eq!(written, flipped);
     assert!(greater_bench::fidelity_against::table(&flipped).contains("average (1 tasks)"));
 }
+
+/// `--against` takes the ZS-CoT and paper evaluations from a folder with the same settings instead
+/// of computing them again, and never from one with other settings.
+#[test]
+fn against_reuses_the_fixed_evaluations_of_a_folder_with_the_same_settings() {
+    let there = tempfile::tempdir().unwrap();
+    run(&tiny_args(there.path(), &["gen/boolean_expressions"]), &TinyHost).unwrap();
+    // A mark no evaluation here could write: the seconds of ZS-CoT on test.
+    let evals = |root: &Path| root.join("fidelity/tiny/gen_boolean_expressions/evals");
+    let marked = evals(there.path()).join("initial-test.json");
+    let mut zs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&marked).unwrap()).unwrap();
+    zs["seconds"] = serde_json::json!(12345.0);
+    std::fs::write(&marked, zs.to_string()).unwrap();
+    let seconds = |root: &Path| -> f64 {
+        let report: FidelityReport =
+            serde_json::from_str(&std::fs::read_to_string(root.join("fidelity-tiny.json")).unwrap()).unwrap();
+        report.tasks[0].prompts[0].seconds
+    };
+    let kept = |out: &Path, against: &Path| {
+        let mut a = tiny_args(out, &["gen/boolean_expressions"]);
+        a.keep_current = true;
+        a.against = vec![against.to_path_buf()];
+        a
+    };
+    let here = tempfile::tempdir().unwrap();
+    run(&kept(here.path(), there.path()), &TinyHost).unwrap();
+    let copied: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(evals(here.path()).join("initial-test.json")).unwrap()).unwrap();
+    assert_eq!(copied, zs, "ZS-CoT on test was evaluated again");
+    assert!(seconds(here.path()) > 12345.0, "the report shows the copied evaluations' seconds");
+    assert!(evals(here.path()).join("initial-train.json").exists());
+    // Other settings there: everything is evaluated here.
+    let other = tempfile::tempdir().unwrap();
+    let mut longer = kept(other.path(), there.path());
+    longer.max_reasoning_tokens = 5;
+    run(&longer, &TinyHost).unwrap();
+    assert!(seconds(other.path()) < 12345.0, "evaluations taken from a folder with other settings");
+}
