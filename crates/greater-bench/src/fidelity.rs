@@ -342,8 +342,8 @@ fn seconds_cell(label: &str, evaluation: f64, optimise: f64) -> String {
     if label == "greater" { format!("{evaluation:.0} + {optimise:.0} optimising") } else { format!("{evaluation:.0}") }
 }
 
-/// The Markdown table: per task and prompt, then the average over tasks of each prompt label, with
-/// the exact McNemar p of all its tasks' test pairs pooled.
+/// The Markdown table: per task and prompt, then the average over tasks of each prompt label
+/// ([`average_row`]) and of the majority label.
 pub fn table(report: &FidelityReport) -> String {
     let pct = |a: &Accuracy| format!("{:.1} % [{:.1}, {:.1}]", 100.0 * a.accuracy, 100.0 * a.ci_low, 100.0 * a.ci_high);
     let mut s = format!("model {} ({})\n\n", report.model, report.args);
@@ -384,36 +384,7 @@ pub fn table(report: &FidelityReport) -> String {
         }
     }
     for label in labels {
-        // Each task's row of this label, with the task's optimisation seconds.
-        let (rows, optimise): (Vec<&PromptResult>, Vec<f64>) = report
-            .tasks
-            .iter()
-            .flat_map(|t| t.prompts.iter().filter(|p| p.label == label).map(move |p| (p, t.optimise_seconds)))
-            .unzip();
-        let mean = |f: &dyn Fn(&PromptResult) -> f64| rows.iter().map(|p| f(p)).sum::<f64>() / rows.len() as f64;
-        let constrained: Vec<f64> = rows.iter().filter_map(|p| p.constrained_test).collect();
-        let constrained = match constrained.len() {
-            0 => "–".into(),
-            n => format!("{:.1} %", 100.0 * constrained.iter().sum::<f64>() / n as f64),
-        };
-        let optimise = optimise.iter().sum::<f64>() / rows.len() as f64;
-        let pairs: Vec<&PairedComparison> = rows.iter().filter_map(|p| p.versus_zs_cot.as_ref()).collect();
-        let d = if pairs.is_empty() {
-            "–".into()
-        } else {
-            // The tasks' examples are independent, so their discordant pairs pool into one exact
-            // McNemar test of the whole table (it weighs tasks by their size; the mean does not).
-            let (b, c) = pairs.iter().fold((0, 0), |(b, c), p| (b + p.b, c + p.c));
-            let mean = pairs.iter().map(|p| p.difference).sum::<f64>() / pairs.len() as f64;
-            format!("{:+.1} (pooled p = {:.3})", 100.0 * mean, mcnemar_exact(b, c))
-        };
-        s += &format!(
-            "| **average ({} tasks)** | {label} | {:.1} % | {:.1} % | {d} | {constrained} | {} |\n",
-            rows.len(),
-            100.0 * mean(&|p| p.dev.accuracy),
-            100.0 * mean(&|p| p.test.accuracy),
-            seconds_cell(label, mean(&|p| p.seconds), optimise)
-        );
+        s += &average_row(report, label);
     }
     let refs: Vec<&MajorityLabel> = report.tasks.iter().filter_map(|t| t.majority.as_ref()).collect();
     if !refs.is_empty() {
@@ -426,6 +397,41 @@ pub fn table(report: &FidelityReport) -> String {
         );
     }
     s
+}
+
+/// The average row of prompt `label` over the tasks that have it, with the exact McNemar p of
+/// all its tasks' test pairs pooled.
+fn average_row(report: &FidelityReport, label: &str) -> String {
+    // Each task's row of this label, with the task's optimisation seconds.
+    let (rows, optimise): (Vec<&PromptResult>, Vec<f64>) = report
+        .tasks
+        .iter()
+        .flat_map(|t| t.prompts.iter().filter(|p| p.label == label).map(move |p| (p, t.optimise_seconds)))
+        .unzip();
+    let mean = |f: &dyn Fn(&PromptResult) -> f64| rows.iter().map(|p| f(p)).sum::<f64>() / rows.len() as f64;
+    let constrained: Vec<f64> = rows.iter().filter_map(|p| p.constrained_test).collect();
+    let constrained = match constrained.len() {
+        0 => "–".into(),
+        n => format!("{:.1} %", 100.0 * constrained.iter().sum::<f64>() / n as f64),
+    };
+    let optimise = optimise.iter().sum::<f64>() / rows.len() as f64;
+    let pairs: Vec<&PairedComparison> = rows.iter().filter_map(|p| p.versus_zs_cot.as_ref()).collect();
+    let d = if pairs.is_empty() {
+        "–".into()
+    } else {
+        // The tasks' examples are independent, so their discordant pairs pool into one exact
+        // McNemar test of the whole table (it weighs tasks by their size; the mean does not).
+        let (b, c) = pairs.iter().fold((0, 0), |(b, c), p| (b + p.b, c + p.c));
+        let mean = pairs.iter().map(|p| p.difference).sum::<f64>() / pairs.len() as f64;
+        format!("{:+.1} (pooled p = {:.3})", 100.0 * mean, mcnemar_exact(b, c))
+    };
+    format!(
+        "| **average ({} tasks)** | {label} | {:.1} % | {:.1} % | {d} | {constrained} | {} |\n",
+        rows.len(),
+        100.0 * mean(&|p| p.dev.accuracy),
+        100.0 * mean(&|p| p.test.accuracy),
+        seconds_cell(label, mean(&|p| p.seconds), optimise)
+    )
 }
 
 #[cfg(test)]
