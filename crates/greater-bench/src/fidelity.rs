@@ -171,6 +171,14 @@ pub struct FidelityReport {
     pub tasks: Vec<TaskResult>,
 }
 
+/// The settings' mark of the `keep_current` selection (absent with the paper's).
+pub(crate) const KEEP_CURRENT: &str = " keep_current=true";
+
+/// A task's run folder under a bench's `out`.
+pub(crate) fn task_dir(out: &Path, slug: &str, task: &str) -> PathBuf {
+    out.join("fidelity").join(slug).join(task.replace('/', "_"))
+}
+
 /// Run the suite, skipping tasks the report already holds.
 pub fn run(args: &FidelityArgs, host: &dyn Host) -> Result<()> {
     let slug = model_slug(&args.model);
@@ -181,14 +189,14 @@ pub fn run(args: &FidelityArgs, host: &dyn Host) -> Result<()> {
     );
     if args.keep_current {
         // Only when on, so that the reports written before the option resume as they were.
-        settings += " keep_current=true";
+        settings += KEEP_CURRENT;
     }
     let fresh = || FidelityReport { model: args.model.clone(), args: settings.clone(), tasks: Vec::new() };
     let mut report = resume_report(&path, &settings, |r: &FidelityReport| r.args.as_str(), fresh)?;
     let paper = paper_prompts()?;
     let loaded = host.load_model(&args.model)?;
     for name in &args.tasks {
-        let dir = args.common.out.join("fidelity").join(&slug).join(name.replace('/', "_"));
+        let dir = task_dir(&args.common.out, &slug, name);
         if let Some(done) = report.tasks.iter_mut().find(|t| &t.task == name) {
             eprintln!("{name}: already in {}", path.display());
             let before = done.clone();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use greater_tasks::{PairedComparison, mcnemar_exact};
 
-use crate::fidelity::{FidelityReport, read_opt};
+use crate::fidelity::{FidelityReport, KEEP_CURRENT, read_opt, task_dir};
 use crate::write_json;
 
 /// One task: the other folder's greater prompt first, this folder's second.
@@ -43,7 +43,7 @@ pub struct AgainstReport {
 pub fn compare(out: &Path, others: &[PathBuf], slug: &str, tasks: &[String]) -> Result<Option<AgainstReport>> {
     let mut rows = Vec::new();
     for task in tasks {
-        let evals = |root: &Path| root.join("fidelity").join(slug).join(task.replace('/', "_")).join("evals");
+        let evals = |root: &Path| task_dir(root, slug, task).join("evals");
         let mine = evals(out);
         let Some(other) = others.iter().find(|o| evals(o).join("final-dev.json").exists()) else { continue };
         let theirs = evals(other);
@@ -74,19 +74,19 @@ pub fn compare(out: &Path, others: &[PathBuf], slug: &str, tasks: &[String]) -> 
 }
 
 /// Before a task runs here: the evaluations that do not depend on the optimisation — ZS-CoT on
-/// train, dev and test (`initial-*`) and the paper's prompts (`paper-*`) — copied into `task_dir`'s
-/// `evals/` from the first of `others` whose report has the same settings as `settings` (the
+/// train, dev and test (`initial-*`) and the paper's prompts (`paper-*`) — copied into `here`'s `evals/`
+/// from the first of `others` whose report has the same settings as `settings` (the
 /// selection aside) and holds them. Greedy evaluation is deterministic, so the copy is what an
 /// evaluation here would write, without its hours; a file already here is kept. Returns how many
 /// files were copied and from where (`None` when no folder qualifies).
 pub fn reuse_fixed_evaluations(
-    task_dir: &Path,
+    here: &Path,
     others: &[PathBuf],
     slug: &str,
     task: &str,
     settings: &str,
 ) -> Result<Option<(usize, PathBuf)>> {
-    let selection_aside = |s: &str| s.replace(" keep_current=true", "");
+    let selection_aside = |s: &str| s.replace(KEEP_CURRENT, "");
     for other in others {
         let path = other.join(format!("fidelity-{slug}.json"));
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
@@ -95,9 +95,9 @@ pub fn reuse_fixed_evaluations(
         if selection_aside(&report.args) != selection_aside(settings) {
             continue;
         }
-        let theirs = other.join("fidelity").join(slug).join(task.replace('/', "_")).join("evals");
+        let theirs = task_dir(other, slug, task).join("evals");
         let Ok(entries) = std::fs::read_dir(&theirs) else { continue };
-        let mine = task_dir.join("evals");
+        let mine = here.join("evals");
         std::fs::create_dir_all(&mine).with_context(|| format!("creating {}", mine.display()))?;
         let mut copied = 0;
         for entry in entries {
