@@ -3,7 +3,7 @@
 //! xtask depends on no workspace crate; it runs `cargo` and the `greater` binary.
 //!
 //! - `ci`: what `.ci/run` runs: `cargo fmt --check`, clippy with `-D warnings`, build everything
-//!   once, fetch the default model, run all tests, tidy.
+//!   once, fetch the models the tests need, run all tests, tidy.
 //! - `tidy`: file-length and crate-layering checks (also run as a test).
 //! - `fetch-data [--from DIR]`: put the BBH/GSM8K/FOLIO data where `GREATER_DATA` points.
 //! - `bench models|grad|bbh|compare|step|peers [ARGS]`: end-to-end benchmarks through `greater bench`, reports in `target/bench/`.
@@ -38,9 +38,10 @@ fn main() -> Result<()> {
 const HELP: &str = "\
 usage: cargo xtask <command>
 
-  ci                     fmt --check, clippy -D warnings, build once, fetch the default model,
-                         run the whole test suite, tidy (what .ci/run runs; honours
-                         GREATER_DATA, GREATER_CACHE, GREATER_MODELS)
+  ci                     fmt --check, clippy -D warnings, build once, fetch the models the tests
+                         need (all three with GREATER_REQUIRE_MODELS=1, else SmolLM2), run the
+                         whole test suite, tidy (what .ci/run runs; honours GREATER_DATA,
+                         GREATER_CACHE, GREATER_MODELS)
   tidy                   check file lengths and crate layering
   fetch-data [--from D]  copy the datasets (bbh/, gsm8k/, folio/) from D into $GREATER_DATA
                          (default D: ../shared/datasets)
@@ -95,12 +96,34 @@ fn ci(extra: &[String]) -> Result<()> {
     // One cargo command line for everything, so burn is compiled exactly once (clippy's check
     // artifacts are separate from the test build's).
     run(cargo().args(["test", "--release", "--workspace", "--no-run"]))?;
-    let models = std::env::var("GREATER_MODELS").unwrap_or_else(|_| "smollm2-135m-instruct".into());
-    for m in models.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        run(Command::new(greater_bin()).args(["models", "fetch", m]))?;
+    for m in ci_models(std::env::var("GREATER_MODELS").ok(), models_required()) {
+        run(Command::new(greater_bin()).args(["models", "fetch", &m]))?;
     }
     run(cargo().args(["test", "--release", "--workspace"]).args(extra))?;
     tidy_report()
+}
+
+/// Every registry model some test reads. With `GREATER_REQUIRE_MODELS=1` a missing one fails its
+/// tests, so `ci` fetches them all; `greater-models/tests/hub_registry.rs` keeps this list equal to
+/// the registry (xtask depends on no workspace crate, so it cannot ask the registry itself).
+const TEST_MODELS: &[&str] = &["smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct"];
+
+/// The default model, all `ci` fetches when models are optional (their tests skip instead).
+const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
+
+/// Whether `GREATER_REQUIRE_MODELS=1`, the same rule as `greater-testkit` (exactly `1`).
+fn models_required() -> bool {
+    std::env::var("GREATER_REQUIRE_MODELS").is_ok_and(|v| v == "1")
+}
+
+/// The models `ci` fetches: the comma-separated `GREATER_MODELS` when set, else every test model
+/// when they are required, else the default model alone.
+fn ci_models(listed: Option<String>, required: bool) -> Vec<String> {
+    match listed {
+        Some(list) => list.split(',').map(str::trim).filter(|m| !m.is_empty()).map(String::from).collect(),
+        None if required => TEST_MODELS.iter().map(|m| m.to_string()).collect(),
+        None => vec![DEFAULT_MODEL.to_string()],
+    }
 }
 
 /// Run tidy and print its problems; an error when there are any.
@@ -236,5 +259,24 @@ mod bundle_tests {
         assert!(super::check_bundle_size(p, 64 << 20).is_ok());
         let err = super::check_bundle_size(p, (64 << 20) + 1).unwrap_err().to_string();
         assert!(err.contains("greater-wgpu") && err.contains("over the 64 MiB"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod ci_model_tests {
+    use super::{DEFAULT_MODEL, TEST_MODELS, ci_models};
+
+    #[test]
+    fn required_models_mean_every_test_model_is_fetched() {
+        assert_eq!(ci_models(None, true), TEST_MODELS);
+        assert_eq!(ci_models(None, false), [DEFAULT_MODEL]);
+    }
+
+    #[test]
+    fn a_listed_set_wins_over_the_defaults() {
+        assert_eq!(
+            ci_models(Some(" gemma3-270m, ,smollm2-135m-instruct".into()), true),
+            ["gemma3-270m", "smollm2-135m-instruct"]
+        );
     }
 }

@@ -99,3 +99,13 @@ fn resolve_paths_names_and_unknowns() {
     }
     assert!(matches!(hub::resolve_in(None, "gemma3-270m").unwrap_err(), LoadError::NoCacheDir));
 }
+
+/// `cargo xtask ci` fetches every registry model when `GREATER_REQUIRE_MODELS=1`; xtask cannot
+/// depend on this crate, so it keeps its own list, which must name exactly the registry.
+#[test]
+fn ci_fetches_every_registry_model() {
+    let xtask = include_str!("../../../xtask/src/main.rs");
+    let line = xtask.lines().find(|l| l.starts_with("const TEST_MODELS")).expect("xtask defines TEST_MODELS");
+    let listed: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+    assert_eq!(listed, hub::known_names(), "xtask's TEST_MODELS drifted from the registry");
+}
